@@ -1,0 +1,50 @@
+"""netinit: the weights of a neural network as a weighted graph.
+
+Conventions (stated once, used everywhere)
+------------------------------------------
+* **Canonical matrix.** A weight layer is viewed as ``W`` of shape ``(n_out, n_in)``; row ``i``
+  holds the incoming weights of output neuron ``i`` (PyTorch ``Linear`` layout). A convolution
+  kernel ``(out, in/groups, *k)`` is the matrix ``(out, in/groups * prod(k))``. Foreign layouts
+  are converted by the format reader and converted back by its writer.
+* **Graph.** A layer is a weighted bipartite graph: input neurons are nodes ``0 .. n_in-1``,
+  output neurons ``n_in .. n_in+n_out-1`` (node attribute ``bipartite`` 0 and 1), one directed
+  edge input -> output per non-zero weight, edge attribute ``weight = W[i, j]``.
+* **Strength.** In-strength of output neuron ``i`` is ``W[i, :].sum()``; out-strength of input
+  neuron ``j`` is ``W[:, j].sum()``; signed unless ``abs`` is asked for; accumulated in float64.
+* **Distances.** Path-based centralities use ``1 / |w|`` as edge length.
+* **Randomness.** ``rng`` (numpy: None, int or Generator) or ``generator`` (torch); per-layer
+  streams derive from ``(seed, layer name)`` through ``zlib.crc32``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from netinit.errors import (  # noqa: E402
+    CorruptFileError,
+    DtypeError,
+    FormatError,
+    LayerError,
+    NetinitError,
+    NoLayersError,
+    NonFiniteError,
+    OutputError,
+    ShapeError,
+    UnknownFormatError,
+    UnsafeCheckpointError,
+)
+
+__all__ = [
+    "__version__",
+    "NetinitError",
+    "FormatError",
+    "UnknownFormatError",
+    "CorruptFileError",
+    "UnsafeCheckpointError",
+    "LayerError",
+    "NoLayersError",
+    "ShapeError",
+    "NonFiniteError",
+    "DtypeError",
+    "OutputError",
+]

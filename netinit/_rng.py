@@ -1,0 +1,50 @@
+"""Random-number conventions shared by every random function of netinit.
+
+* numpy functions take ``rng``: ``None | int | numpy.random.Generator``, normalised by
+  :func:`numpy.random.default_rng`. ``0`` is a seed like any other.
+* Per-layer streams derive from the seed and the layer's name through a stable hash
+  (:func:`zlib.crc32`), so a layer's result does not depend on which other layers were processed.
+* Sub-steps that need independent streams (the two passes of PA rewiring, say) get them with
+  :func:`stream`, never by re-creating a generator from the same integer.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Union
+
+import numpy as np
+
+__all__ = ["RngLike", "as_generator", "layer_seed_sequence", "layer_generator", "stream"]
+
+RngLike = Union[None, int, np.integer, np.random.Generator, np.random.SeedSequence]
+
+
+def as_generator(rng: RngLike) -> np.random.Generator:
+    """Return a :class:`numpy.random.Generator` for ``rng`` (None, int, SeedSequence or Generator)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer, np.random.SeedSequence)):
+        if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng < 0:
+            raise ValueError(f"rng seed must be a non-negative integer, got {rng}")
+        return np.random.default_rng(rng)
+    raise TypeError(
+        f"rng must be None, a non-negative int or a numpy.random.Generator, got {type(rng).__name__}"
+    )
+
+
+def layer_seed_sequence(seed: int, name: str) -> np.random.SeedSequence:
+    """Seed sequence of layer ``name`` under the run seed ``seed`` (stable across runs and machines)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return np.random.SeedSequence([int(seed), zlib.crc32(name.encode("utf-8"))])
+
+
+def layer_generator(seed: int, name: str) -> np.random.Generator:
+    """A numpy generator for layer ``name`` under ``seed``."""
+    return np.random.default_rng(layer_seed_sequence(seed, name))
+
+
+def stream(rng: np.random.Generator, n: int) -> list[np.random.Generator]:
+    """Split ``rng`` into ``n`` independent child generators (for sub-steps of one call)."""
+    return list(rng.spawn(n))
