@@ -1,0 +1,175 @@
+"""Checkpoint formats: a registry that recognises a file by its bytes, then by its suffix.
+
+>>> from netinit.formats import available_formats
+>>> sorted(f.name for f in available_formats())
+['npz', 'safetensors', 'torch']
+
+:func:`load_checkpoint` sniffs the first bytes of a file, so a file with the wrong suffix still
+reads; when no format recognises the content, the suffix picks the reader, whose error then says
+what is wrong (truncated, corrupt). :func:`save_checkpoint` writes a copy with some tensors
+replaced, in the format the checkpoint was read from, atomically and never over its input.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from netinit._io import atomic_path, check_not_input
+from netinit.errors import CorruptFileError, FormatError, UnknownFormatError
+from netinit.formats.base import FLOAT_DTYPES, Checkpoint, Format, TensorInfo
+from netinit.formats.npz import NpzFormat
+from netinit.formats.safetensors import SafetensorsFormat
+from netinit.formats.torch import TorchFormat
+
+__all__ = [
+    "Checkpoint",
+    "Format",
+    "TensorInfo",
+    "FLOAT_DTYPES",
+    "register_format",
+    "available_formats",
+    "get_format",
+    "detect_format",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+_REGISTRY: dict[str, Format] = {}
+
+
+def register_format(fmt: Format) -> Format:
+    """Add ``fmt`` to the registry (replacing a format of the same name)."""
+    if not fmt.name or not fmt.suffixes:
+        raise ValueError("a format needs a name and at least one suffix")
+    _REGISTRY[fmt.name] = fmt
+    return fmt
+
+
+for _fmt in (SafetensorsFormat(), TorchFormat(), NpzFormat()):
+    register_format(_fmt)
+
+
+def available_formats() -> list[Format]:
+    """The registered formats."""
+    return list(_REGISTRY.values())
+
+
+def get_format(name: str) -> Format:
+    """The registered format called ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownFormatError(f"unknown format {name!r}; valid: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def _suffixes_text() -> str:
+    return ", ".join(s for f in _REGISTRY.values() for s in f.suffixes)
+
+
+def detect_format(path: os.PathLike | str) -> Format:
+    """The format of the file at ``path``: by content first, then by suffix.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    UnknownFormatError
+        Neither content nor suffix matches a registered format.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file")
+    if p.is_dir():
+        raise UnknownFormatError(f"{p}: is a folder, not a checkpoint file")
+    with open(p, "rb") as f:
+        head = f.read(64)
+    if not head:
+        raise CorruptFileError(f"{p}: the file is empty")
+    for fmt in _REGISTRY.values():
+        if fmt.sniff(head, p):
+            return fmt
+    suffix = p.suffix.lower()
+    for fmt in _REGISTRY.values():
+        if suffix in fmt.suffixes:
+            return fmt
+    raise UnknownFormatError(
+        f"{p}: unknown checkpoint format (suffix {suffix or 'none'!r}, content not recognised); "
+        f"supported: {_suffixes_text()}"
+    )
+
+
+def load_checkpoint(path: os.PathLike | str, *, format: str | None = None, key: str | None = None) -> Checkpoint:
+    """Open a checkpoint lazily.
+
+    Parameters
+    ----------
+    path : path-like
+        A PyTorch (``.pt/.pth/.bin/.ckpt``), safetensors or ``.npz`` file.
+    format : str, optional
+        Force a format by registry name instead of detecting it.
+    key : str, optional
+        For PyTorch files holding several weight sets (``{"model": ..., "ema": ...}``): the key
+        of the one to use.
+
+    Returns
+    -------
+    Checkpoint
+        Lists tensors without loading them; :meth:`Checkpoint.load` loads one.
+
+    Raises
+    ------
+    UnknownFormatError, CorruptFileError, UnsafeCheckpointError
+        The file is not a checkpoint netinit reads, is damaged, or holds pickled code.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> d = tempfile.mkdtemp(); p = os.path.join(d, "w.npz")
+    >>> np.savez(p, fc=np.ones((2, 3), dtype=np.float32))
+    >>> ckpt = load_checkpoint(p)
+    >>> ckpt.format, ckpt.info("fc").shape
+    ('npz', (2, 3))
+    """
+    p = Path(path)
+    fmt = get_format(format) if format is not None else detect_format(p)
+    if key is not None:
+        if fmt.name != "torch":
+            raise FormatError(f"{p}: key= applies to PyTorch checkpoints, not {fmt.name}")
+        return fmt.open(p, key=key)  # type: ignore[call-arg]
+    try:
+        return fmt.open(p)
+    except FormatError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise CorruptFileError(f"{p}: cannot read as {fmt.name} ({type(exc).__name__}: {exc})") from None
+
+
+def save_checkpoint(ckpt: Checkpoint, out: os.PathLike | str, replacements: Mapping[str, np.ndarray]) -> Path:
+    """Write ``ckpt`` to ``out`` in its own format with ``replacements`` put in place.
+
+    Each replacement keeps the stored tensor's shape and is cast to its dtype; every other
+    tensor and the metadata are kept. The write is atomic (temporary file, then rename) and never
+    goes over the input file.
+
+    Raises
+    ------
+    OutputError
+        ``out`` is the input file or its folder does not exist.
+    LayerError
+        A replacement names a tensor the checkpoint does not hold.
+    """
+    out_p = Path(out)
+    check_not_input(out_p, ckpt.path)
+    unknown = sorted(set(replacements) - set(ckpt.names()))
+    if unknown:
+        from netinit.errors import LayerError
+
+        raise LayerError(f"{ckpt.path}: no tensor named {unknown[0]!r} to replace")
+    fmt = get_format(ckpt.format)
+    with atomic_path(out_p) as tmp:
+        fmt.write(ckpt, replacements, tmp)
+    return out_p

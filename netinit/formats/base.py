@@ -1,0 +1,143 @@
+"""What every checkpoint format provides: a lazy, read-only view of named tensors.
+
+A :class:`Checkpoint` lists its tensors without loading them (:meth:`Checkpoint.names`,
+:meth:`Checkpoint.info`) and loads one at a time (:meth:`Checkpoint.load`), so memory stays near
+the largest tensor. Loaded tensors are numpy arrays in PyTorch layout; ``bfloat16`` (which numpy
+lacks) is returned as ``float32``, which holds every bfloat16 value exactly, and converted back by
+the writer. A :class:`Format` reads a file into a checkpoint and writes a copy with some tensors
+replaced, leaving every other tensor and all metadata as they were.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["TensorInfo", "Checkpoint", "Format", "FLOAT_DTYPES", "numpy_dtype_name"]
+
+#: dtypes netinit analyses and rewires; every other dtype is reported as skipped.
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def numpy_dtype_name(dtype: Any) -> str:
+    """Canonical dtype name (``float32``, ``bfloat16``, ``int8`` ...) of a numpy or torch dtype."""
+    s = str(dtype)
+    return s[len("torch."):] if s.startswith("torch.") else np.dtype(dtype).name
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, shape and dtype of a stored tensor, known without loading it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+
+@dataclass
+class Checkpoint(abc.ABC):
+    """A read-only view of the named tensors of one checkpoint file.
+
+    Attributes
+    ----------
+    path : Path
+        The file read.
+    format : str
+        Registry name of the format (``"torch"``, ``"safetensors"``, ``"npz"``).
+    metadata : dict
+        Format metadata (safetensors header metadata, ...), kept by the writer.
+    container : str or None
+        Where the tensors were found inside the file (``"state_dict"`` for a Lightning
+        checkpoint, ``None`` for a flat file).
+    """
+
+    path: Path
+    format: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    container: str | None = None
+
+    @abc.abstractmethod
+    def names(self) -> list[str]:
+        """Names of the tensors, in file order."""
+
+    @abc.abstractmethod
+    def info(self, name: str) -> TensorInfo:
+        """Shape and dtype of tensor ``name``, without loading it."""
+
+    @abc.abstractmethod
+    def _load(self, name: str) -> np.ndarray:
+        """Load tensor ``name`` as a numpy array (bfloat16 as float32)."""
+
+    def load(self, name: str) -> np.ndarray:
+        """Load tensor ``name`` as a numpy array in PyTorch layout (bfloat16 as float32)."""
+        if name not in self._name_set():
+            from netinit.errors import LayerError
+
+            raise LayerError(f"{self.path}: no tensor named {name!r}")
+        return self._load(name)
+
+    def _name_set(self) -> set[str]:
+        cache = self.__dict__.get("_names_cache")
+        if cache is None:
+            cache = set(self.names())
+            self.__dict__["_names_cache"] = cache
+        return cache
+
+    def infos(self) -> list[TensorInfo]:
+        """Shape and dtype of every tensor, in file order."""
+        return [self.info(n) for n in self.names()]
+
+    def close(self) -> None:
+        """Release open file handles (a no-op for formats that hold none)."""
+
+    def __enter__(self) -> "Checkpoint":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path} format={self.format} tensors={len(self)}>"
+
+
+class Format(abc.ABC):
+    """A checkpoint format: recognises, reads and writes its files."""
+
+    #: registry name, e.g. ``"safetensors"``
+    name: str = ""
+    #: file suffixes, lower case, with the dot
+    suffixes: tuple[str, ...] = ()
+    #: what a user needs to install for it, if anything
+    requires: str = ""
+
+    @abc.abstractmethod
+    def sniff(self, head: bytes, path: Path) -> bool:
+        """Whether a file whose first bytes are ``head`` is of this format."""
+
+    @abc.abstractmethod
+    def open(self, path: Path) -> Checkpoint:
+        """Read ``path`` lazily. Raises :class:`~netinit.errors.FormatError` subclasses."""
+
+    @abc.abstractmethod
+    def write(self, ckpt: Checkpoint, replacements: Mapping[str, np.ndarray], out: Path) -> None:
+        """Write ``ckpt`` to ``out`` with the tensors in ``replacements`` replaced.
+
+        Each replacement has the stored tensor's shape; it is cast to the stored dtype. Every
+        other tensor and all metadata are written unchanged. ``out`` is a fresh temporary path
+        (the registry handles atomic renaming and the refusal to overwrite the input).
+        """

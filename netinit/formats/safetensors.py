@@ -1,0 +1,163 @@
+"""safetensors files, read lazily tensor by tensor and rewritten in place of their bytes.
+
+The format is an 8-byte little-endian header length ``N``, ``N`` bytes of JSON (tensor name ->
+``dtype``, ``shape``, ``data_offsets``; optional ``__metadata__``), then the raw little-endian data.
+Reading maps the file and copies one tensor at a time. Writing copies the file and overwrites
+the byte ranges of the replaced tensors: the header, the metadata and every other tensor stay
+byte-identical, and memory stays near the largest replaced tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from netinit.errors import CorruptFileError, DtypeError, ShapeError
+from netinit.formats.base import Checkpoint, Format, TensorInfo
+
+__all__ = ["SafetensorsFormat", "SafetensorsCheckpoint", "bf16_bits_to_float32", "float32_to_bf16_bits"]
+
+_DTYPES = {
+    "F64": ("float64", "<f8"), "F32": ("float32", "<f4"), "F16": ("float16", "<f2"),
+    "BF16": ("bfloat16", "<u2"), "I64": ("int64", "<i8"), "I32": ("int32", "<i4"),
+    "I16": ("int16", "<i2"), "I8": ("int8", "i1"), "U64": ("uint64", "<u8"),
+    "U32": ("uint32", "<u4"), "U16": ("uint16", "<u2"), "U8": ("uint8", "u1"), "BOOL": ("bool", "?"),
+    "F8_E4M3": ("float8_e4m3fn", "u1"), "F8_E5M2": ("float8_e5m2", "u1"),
+}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) to float32 values (exact)."""
+    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def float32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 values to bfloat16 bit patterns, rounding to nearest even (exact for bf16 values)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    nan = np.isnan(x)
+    out = rounded.astype(np.uint16)
+    out[nan] = 0x7FC0
+    return out
+
+
+def _parse_header(path: Path) -> tuple[dict, int]:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise CorruptFileError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+        (n,) = struct.unpack("<Q", raw)
+        if n == 0 or n > _MAX_HEADER or 8 + n > size:
+            raise CorruptFileError(
+                f"{path}: corrupt or truncated safetensors file (header of {n} bytes, file of {size})"
+            )
+        text = f.read(n)
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"{path}: corrupt safetensors header ({exc})") from None
+    if not isinstance(header, dict):
+        raise CorruptFileError(f"{path}: corrupt safetensors header (not a JSON object)")
+    data_len = size - 8 - n
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, stop) = entry["dtype"], entry["shape"], entry["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise CorruptFileError(f"{path}: corrupt safetensors entry for tensor {name!r}") from None
+        if dtype not in _DTYPES:
+            raise CorruptFileError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
+        itemsize = np.dtype(_DTYPES[dtype][1]).itemsize
+        numel = int(np.prod(shape, dtype=np.int64))
+        if not (0 <= start <= stop) or stop - start != numel * itemsize:
+            raise CorruptFileError(f"{path}: tensor {name!r} has inconsistent data offsets")
+        if stop > data_len:
+            raise CorruptFileError(
+                f"{path}: truncated safetensors file (tensor {name!r} ends at byte {stop} "
+                f"of a data section of {data_len})"
+            )
+    return header, 8 + n
+
+
+class SafetensorsCheckpoint(Checkpoint):
+    """Lazy view of a safetensors file."""
+
+    def __init__(self, path: Path) -> None:
+        header, data_start = _parse_header(path)
+        meta = header.get("__metadata__") or {}
+        super().__init__(path=path, format="safetensors", metadata=dict(meta))
+        self._entries = {k: v for k, v in header.items() if k != "__metadata__"}
+        self._data_start = data_start
+        self._order = sorted(self._entries, key=lambda k: self._entries[k]["data_offsets"][0])
+
+    def names(self) -> list[str]:
+        return list(self._order)
+
+    def info(self, name: str) -> TensorInfo:
+        e = self._entries[name]
+        return TensorInfo(name, tuple(int(d) for d in e["shape"]), _DTYPES[e["dtype"]][0])
+
+    def byte_range(self, name: str) -> tuple[int, int]:
+        """Absolute byte offsets ``[start, stop)`` of tensor ``name`` in the file."""
+        start, stop = self._entries[name]["data_offsets"]
+        return self._data_start + start, self._data_start + stop
+
+    def _load(self, name: str) -> np.ndarray:
+        e = self._entries[name]
+        start, stop = self.byte_range(name)
+        np_dtype = np.dtype(_DTYPES[e["dtype"]][1])
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            buf = f.read(stop - start)
+        if len(buf) != stop - start:
+            raise CorruptFileError(f"{self.path}: truncated while reading tensor {name!r}")
+        arr = np.frombuffer(buf, dtype=np_dtype).reshape(e["shape"])
+        if e["dtype"] == "BF16":
+            return bf16_bits_to_float32(arr)
+        return arr.astype(np_dtype.newbyteorder("="), copy=True)
+
+
+def encode(info_dtype: str, stored: str, shape: tuple[int, ...], value: np.ndarray, where: str) -> bytes:
+    """Bytes of ``value`` in safetensors dtype ``stored`` (little-endian), checking its shape."""
+    value = np.asarray(value)
+    if tuple(value.shape) != tuple(shape):
+        raise ShapeError(f"{where}: replacement has shape {tuple(value.shape)}, stored {tuple(shape)}")
+    if stored == "BF16":
+        return float32_to_bf16_bits(value).astype("<u2").tobytes()
+    if stored.startswith("F8"):
+        raise DtypeError(f"{where}: writing {info_dtype} tensors is not supported")
+    return np.ascontiguousarray(value, dtype=np.dtype(_DTYPES[stored][1]).newbyteorder("<")).tobytes()
+
+
+class SafetensorsFormat(Format):
+    name = "safetensors"
+    suffixes = (".safetensors",)
+
+    def sniff(self, head: bytes, path: Path) -> bool:
+        if len(head) < 10:
+            return False
+        (n,) = struct.unpack("<Q", head[:8])
+        return 0 < n < _MAX_HEADER and head[8:9] == b"{"
+
+    def open(self, path: Path) -> SafetensorsCheckpoint:
+        return SafetensorsCheckpoint(path)
+
+    def write(self, ckpt: Checkpoint, replacements: Mapping[str, np.ndarray], out: Path) -> None:
+        assert isinstance(ckpt, SafetensorsCheckpoint)
+        shutil.copyfile(ckpt.path, out)
+        with open(out, "r+b") as f:
+            for name, value in replacements.items():
+                e = ckpt._entries[name]
+                data = encode(ckpt.info(name).dtype, e["dtype"], tuple(e["shape"]), value,
+                              f"{ckpt.path}: tensor {name!r}")
+                start, _ = ckpt.byte_range(name)
+                f.seek(start)
+                f.write(data)

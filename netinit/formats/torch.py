@@ -1,0 +1,243 @@
+"""PyTorch checkpoints (``.pt``, ``.pth``, ``.bin``, ``.ckpt``): state dicts, loaded as data only.
+
+Files are read with ``torch.load(weights_only=True)``, memory-mapped where the file allows, so no
+code stored in a checkpoint ever runs: a pickled whole model or any object that needs a class is
+refused with :class:`~netinit.errors.UnsafeCheckpointError`.
+
+Where the weights are
+---------------------
+Besides a flat state dict, checkpoints in the wild wrap the weights: PyTorch Lightning keeps them
+under ``"state_dict"``, training scripts under ``"model"``, ``"module"``, ``"model_state_dict"``,
+... beside optimizer states. The weights are taken from the one such container found (optimizer
+and scheduler states are never taken for layers); with several candidates the caller chooses
+with ``key=``. Nested dicts are flattened with ``.``; the prefixes ``module.`` (DataParallel/DDP)
+and ``_orig_mod.`` (``torch.compile``) are removed when every name carries them. The writer puts
+tensors back where they were found, so the rest of the file (epochs, hyper-parameters, optimizer
+states) is saved unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from netinit.errors import CorruptFileError, FormatError, ShapeError, UnsafeCheckpointError
+from netinit.formats.base import Checkpoint, Format, TensorInfo, numpy_dtype_name
+
+__all__ = ["TorchFormat", "TorchCheckpoint", "CONTAINER_KEYS"]
+
+#: keys under which training code commonly stores the weights, in order of preference
+CONTAINER_KEYS = (
+    "state_dict", "model_state_dict", "model_state", "model", "module", "net", "network",
+    "weights", "params", "ema", "ema_state_dict", "model_ema",
+)
+_IGNORED = re.compile(r"(optim|scheduler|scaler|callbacks|loops|lr_)", re.I)
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _count_tensors(obj: Any, depth: int = 0) -> int:
+    torch = _torch()
+    if isinstance(obj, torch.Tensor):
+        return 1
+    if depth > 8:
+        return 0
+    if isinstance(obj, Mapping):
+        return sum(_count_tensors(v, depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_count_tensors(v, depth + 1) for v in obj)
+    return 0
+
+
+def _flatten(obj: Any, prefix: tuple, out: dict[tuple, Any], depth: int = 0) -> None:
+    torch = _torch()
+    if isinstance(obj, torch.Tensor):
+        out[prefix] = obj
+    elif depth > 8:
+        return
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if depth == 0 and not prefix and isinstance(k, str) and _IGNORED.search(k):
+                continue
+            _flatten(v, prefix + (k,), out, depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _flatten(v, prefix + (i,), out, depth + 1)
+
+
+def _find_container(obj: Any, path: Path, key: str | None) -> tuple[Any, str | None]:
+    if key is not None:
+        if not isinstance(obj, Mapping) or key not in obj:
+            have = list(obj.keys())[:10] if isinstance(obj, Mapping) else type(obj).__name__
+            raise FormatError(f"{path}: no key {key!r} in the checkpoint (top-level keys: {have})")
+        return obj[key], key
+    if not isinstance(obj, Mapping):
+        return obj, None
+    torch = _torch()
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj, None
+    candidates = [
+        k for k in obj
+        if isinstance(k, str) and k in CONTAINER_KEYS and isinstance(obj[k], Mapping)
+        and _count_tensors(obj[k]) > 0
+    ]
+    if len(candidates) > 1:
+        raise FormatError(
+            f"{path}: holds several weight sets ({', '.join(candidates)}); choose one with key= "
+            f"(--key on the command line)"
+        )
+    if candidates:
+        return obj[candidates[0]], candidates[0]
+    return obj, None
+
+
+def _strip_prefixes(names: list[str]) -> tuple[list[str], str]:
+    stripped = ""
+    changed = True
+    while changed and names:
+        changed = False
+        for p in _PREFIXES:
+            if all(n.startswith(p) for n in names):
+                names = [n[len(p):] for n in names]
+                stripped += p
+                changed = True
+    return names, stripped
+
+
+def _translate_error(exc: BaseException, path: Path) -> FormatError:
+    msg = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in msg:
+        found = re.search(r"(Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+|"
+                          r"[Uu]nsupported class [\w.]+)", msg)
+        detail = found.group(1) if found else msg.strip().splitlines()[0][:160]
+        return UnsafeCheckpointError(
+            f"{path}: the checkpoint holds pickled Python objects that need code to load "
+            f"({detail}); netinit loads tensors only. Save the weights with "
+            f"torch.save(model.state_dict(), PATH) and analyse that file"
+        )
+    if isinstance(exc, EOFError) or "central directory" in msg or "failed reading" in msg.lower():
+        return CorruptFileError(f"{path}: truncated or corrupt PyTorch checkpoint ({msg.splitlines()[0][:160]})")
+    return CorruptFileError(f"{path}: cannot read PyTorch checkpoint ({type(exc).__name__}: "
+                            f"{msg.splitlines()[0][:160] if msg else 'no detail'})")
+
+
+class TorchCheckpoint(Checkpoint):
+    """A PyTorch checkpoint loaded with ``weights_only=True`` (memory-mapped when possible)."""
+
+    def __init__(self, path: Path, *, key: str | None = None) -> None:
+        torch = _torch()
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                entries = z.namelist()
+            if any(e.endswith("constants.pkl") or "/code/" in e for e in entries):
+                raise UnsafeCheckpointError(
+                    f"{path}: is a TorchScript archive (torch.jit.save), whose code netinit does not "
+                    f"run; save the weights with torch.save(model.state_dict(), PATH) instead"
+                )
+        try:
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # every torch.load failure becomes one clear FormatError
+            raise _translate_error(exc, path) from None
+        weights, container = _find_container(obj, path, key)
+        flat: dict[tuple, Any] = {}
+        if isinstance(weights, torch.Tensor):
+            flat[("tensor",)] = weights
+        else:
+            _flatten(weights, (), flat)
+        raw_names = [".".join(str(p) for p in k) for k in flat]
+        names, stripped = _strip_prefixes(raw_names)
+        meta = {"prefix_removed": stripped} if stripped else {}
+        super().__init__(path=path, format="torch", metadata=meta, container=container)
+        self._root = obj
+        self._container_key = container
+        self._paths = dict(zip(names, flat.keys()))
+        self._tensors = dict(zip(names, flat.values()))
+
+    def names(self) -> list[str]:
+        return list(self._tensors)
+
+    def info(self, name: str) -> TensorInfo:
+        t = self._tensors[name]
+        return TensorInfo(name, tuple(int(d) for d in t.shape), numpy_dtype_name(t.dtype))
+
+    def tensor(self, name: str):
+        """The stored ``torch.Tensor`` itself (read-only use)."""
+        return self._tensors[name]
+
+    def _load(self, name: str) -> np.ndarray:
+        torch = _torch()
+        t = self._tensors[name].detach()
+        if t.dtype == torch.bfloat16:
+            t = t.to(torch.float32)
+        try:
+            return t.cpu().numpy().copy()
+        except (TypeError, RuntimeError) as exc:
+            from netinit.errors import DtypeError
+
+            raise DtypeError(f"{self.path}: tensor {name!r} of dtype {t.dtype} has no numpy form ({exc})") from None
+
+    def replaced_object(self, replacements: Mapping[str, np.ndarray]) -> Any:
+        """The loaded object with ``replacements`` put back where their tensors were found."""
+        torch = _torch()
+        root = copy.copy(self._root)
+        for name, value in replacements.items():
+            old = self._tensors[name]
+            value = np.asarray(value)
+            if tuple(value.shape) != tuple(old.shape):
+                raise ShapeError(f"{self.path}: tensor {name!r} replacement has shape "
+                                 f"{tuple(value.shape)}, stored {tuple(old.shape)}")
+            new = torch.from_numpy(np.ascontiguousarray(value)).to(dtype=old.dtype, device=old.device)
+            keys = ((self._container_key,) if self._container_key is not None else ()) + self._paths[name]
+            parent = root
+            for k in keys[:-1]:  # copy each container on the way down, never mutate the loaded one
+                if isinstance(parent, tuple):
+                    raise FormatError(f"{self.path}: cannot replace {name!r} inside a tuple")
+                child = copy.copy(parent[k])
+                parent[k] = child
+                parent = child
+            if isinstance(parent, tuple):
+                raise FormatError(f"{self.path}: cannot replace {name!r} inside a tuple")
+            parent[keys[-1]] = new
+        return root
+
+
+class TorchFormat(Format):
+    name = "torch"
+    suffixes = (".pt", ".pth", ".bin", ".ckpt")
+
+    def sniff(self, head: bytes, path: Path) -> bool:
+        if head.startswith(_LEGACY_MAGIC):
+            return True
+        if head[:4] != b"PK\x03\x04":
+            return False
+        try:
+            with zipfile.ZipFile(path) as z:
+                return any(n.endswith("data.pkl") for n in z.namelist())
+        except (zipfile.BadZipFile, OSError):
+            return False
+
+    def open(self, path: Path, *, key: str | None = None) -> TorchCheckpoint:
+        return TorchCheckpoint(path, key=key)
+
+    def write(self, ckpt: Checkpoint, replacements: Mapping[str, np.ndarray], out: Path) -> None:
+        assert isinstance(ckpt, TorchCheckpoint)
+        legacy = ckpt.path.open("rb").read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC
+        _torch().save(ckpt.replaced_object(replacements), out,
+                      _use_new_zipfile_serialization=not legacy)
