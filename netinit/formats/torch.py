@@ -138,7 +138,12 @@ class TorchCheckpoint(Checkpoint):
 
     def __init__(self, path: Path, *, key: str | None = None) -> None:
         torch = _torch()
-        if zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(2)
+        is_zip = zipfile.is_zipfile(path)
+        if not is_zip and not head.startswith(b"\x80"):
+            raise CorruptFileError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+        if is_zip:
             with zipfile.ZipFile(path) as z:
                 entries = z.namelist()
             if any(e.endswith("constants.pkl") or "/code/" in e for e in entries):
