@@ -220,6 +220,7 @@ def find_layers(
     found: list[Layer] = []
     skipped: list[Skipped] = []
     matched_low_dim: list[TensorInfo] = []
+    matched_skipped: list[Skipped] = []
     for info in infos:
         kind, reason = classify(info, embeddings=embeddings, transposed=transposed)
         selected = pattern is None or bool(pattern.search(info.name))
@@ -228,8 +229,10 @@ def find_layers(
             continue
         if kind is not None:
             reason = f"excluded by the layer regex {layers!r}"
-        elif pattern is not None and selected and len(info.shape) < 2:
-            matched_low_dim.append(info)
+        elif pattern is not None and selected:
+            if len(info.shape) < 2:
+                matched_low_dim.append(info)
+            matched_skipped.append(Skipped(info.name, info.shape, info.dtype, reason))
         skipped.append(Skipped(info.name, info.shape, info.dtype, reason))
     if not found:
         if matched_low_dim:
@@ -237,6 +240,12 @@ def find_layers(
             raise ShapeError(
                 f"{ckpt.path}: the layer regex {layers!r} selects only tensors of fewer than 2 "
                 f"dimensions (e.g. {i.name!r} of shape {i.shape}); a weight layer needs 2 or more"
+            )
+        if matched_skipped:
+            s = matched_skipped[0]
+            raise NoLayersError(
+                f"{ckpt.path}: the layer regex {layers!r} matches only tensors that are not weight "
+                f"layers (e.g. {s.name!r}: {s.reason})"
             )
         if pattern is not None:
             raise NoLayersError(f"{ckpt.path}: no weight layer matches the layer regex {layers!r}")

@@ -134,3 +134,10 @@ def test_non_finite_weights(tmp_path, bad):
     (layer,), _ = find_layers(load_checkpoint(p))
     with pytest.raises(NonFiniteError, match=r"n\.safetensors: layer 'fc\.weight' holds 1 NaN or infinite"):
         layer.matrix()
+
+
+def test_regex_selecting_integer_tensor(tmp_path):
+    p = tmp_path / "q.safetensors"
+    save_file({"q.weight": torch.ones(3, 3, dtype=torch.int8), "fc.weight": torch.ones(2, 3)}, str(p))
+    with pytest.raises(NoLayersError, match=r"matches only tensors that are not weight layers .*'q\.weight': unsupported dtype int8"):
+        find_layers(load_checkpoint(p), layers=r"^q\.")
