@@ -1,0 +1,173 @@
+"""The ``netinit`` command: argument parsing, progress and error-to-exit-code; no logic of its own.
+
+Exit status: 0 success, 1 bad input (the message names the file and the problem), 2 usage.
+Pass ``--debug`` to see the traceback of an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _progress(desc: str, quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    def wrap(items: Iterable[Any]) -> Iterable[Any]:
+        items = list(items)
+        for item in tqdm(items, desc=desc, unit="layer", file=sys.stderr, leave=False):
+            yield item
+
+    return wrap
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from netinit.analyze import analyze
+    from netinit.formats import load_checkpoint
+    from netinit.layers import find_layers
+    from netinit.report import write_report
+
+    ckpt = load_checkpoint(args.checkpoint, key=args.key)
+    if args.output is None and not args.json:
+        raise SystemExit("netinit analyze: give an output folder with -o DIR (or --json)")
+    result = analyze(ckpt, layers=args.layers, embeddings=args.embeddings,
+                     centrality=None if args.centrality == "none" else args.centrality,
+                     k=args.k, seed=args.seed, progress=_progress("analyse", args.quiet))
+    written: list[Path] = []
+    if args.output is not None:
+        by_name = {layer.name: layer for layer in find_layers(ckpt, layers=args.layers,
+                                                              embeddings=args.embeddings)[0]}
+        written = write_report(result, args.output, plots=not args.no_plots,
+                               neurons_format=args.neurons_format,
+                               matrix_of=lambda n: by_name[n].matrix(), force=args.force)
+    summary = result.summary()
+    summary["outputs"] = [str(p) for p in written]
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    if not args.quiet:
+        skipped = summary["skipped_by_reason"]
+        where = f" (weights under {result.container!r})" if result.container else ""
+        _err(f"netinit: analysed {summary['n_layers']} layers of {args.checkpoint}{where}")
+        if skipped:
+            _err(f"netinit: skipped {summary['n_skipped']} tensors: "
+                 + ", ".join(f"{n} {r}" for r, n in skipped.items()))
+        if written:
+            _err(f"netinit: wrote {len(written)} files to {args.output} (open {Path(args.output) / 'report.html'})")
+    return 0
+
+
+def cmd_rewire(args: argparse.Namespace) -> int:
+    from netinit._io import atomic_path, check_not_input
+    from netinit.formats import load_checkpoint
+    from netinit.rewire.checkpoint import rewire_checkpoint
+
+    if args.output is None and not args.dry_run:
+        raise SystemExit("netinit rewire: give the output file with -o PATH (or --dry-run)")
+    ckpt = load_checkpoint(args.checkpoint, key=args.key)
+    if args.report is not None:
+        check_not_input(args.report, ckpt.path)
+    report = rewire_checkpoint(ckpt, None if args.dry_run else args.output, seed=args.seed,
+                               layers=args.layers, passes=args.passes, device=args.device,
+                               overwrite=args.force, progress=_progress("rewire", args.quiet))
+    if args.report is not None:
+        with atomic_path(args.report) as tmp:
+            report.to_csv(tmp, index=False)
+    if not args.quiet:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", 500, "display.width", 160, "display.float_format", "{:.4g}".format):
+            shown = report[["layer", "shape", "in_strength_var_before", "in_strength_var_after",
+                            "out_strength_var_before", "out_strength_var_after"]]
+            print(shown.to_string(index=False))
+        what = "would rewire" if args.dry_run else "rewired"
+        _err(f"netinit: {what} {len(report)} layers of {args.checkpoint} (seed {args.seed}, passes {args.passes})"
+             + ("" if args.dry_run else f"; wrote {args.output}")
+             + (f"; report in {args.report}" if args.report else ""))
+    return 0
+
+
+def cmd_formats(args: argparse.Namespace) -> int:
+    from netinit.formats import available_formats
+
+    for fmt in available_formats():
+        print(f"{fmt.name:<12} {' '.join(fmt.suffixes):<28} read, write"
+              + (f"  (needs {fmt.requires})" if fmt.requires else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from netinit import __version__
+
+    parser = argparse.ArgumentParser(prog="netinit", description=(
+        "Neural-network weights as weighted graphs: analyse checkpoints, rewire layers."))
+    parser.add_argument("--version", action="version", version=f"netinit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("analyze", aliases=["analyse"], help="per-layer and per-neuron statistics, plots, report")
+    a.add_argument("checkpoint", help="checkpoint file (.pt/.pth/.bin/.ckpt, .safetensors, .npz)")
+    a.add_argument("-o", "--output", help="output folder (created; must be empty or hold earlier netinit outputs)")
+    a.add_argument("--layers", metavar="REGEX", help="analyse only layers whose tensor name matches")
+    a.add_argument("--embeddings", action="store_true", help="include embedding matrices")
+    a.add_argument("--centrality", choices=["none", "auto", "exact", "sampled"], default="none",
+                   help="add neuron centralities (auto: exact on small layers, sampled on large ones)")
+    a.add_argument("-k", type=int, default=64, help="source nodes of sampled centralities (default 64)")
+    a.add_argument("--seed", type=int, default=0, help="seed of sampled centralities (default 0)")
+    a.add_argument("--key", help="in a checkpoint holding several weight sets, the key of the one to use")
+    a.add_argument("--neurons-format", choices=["csv", "parquet"], default="csv")
+    a.add_argument("--no-plots", action="store_true", help="tables only")
+    a.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    a.add_argument("--force", action="store_true", help="write into a folder that holds other files")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
+    a.set_defaults(func=cmd_analyze)
+
+    r = sub.add_parser("rewire", help="PA-rewire the weight layers and save the checkpoint in its format")
+    r.add_argument("checkpoint", help="checkpoint file (never modified)")
+    r.add_argument("-o", "--output", help="output checkpoint file (same format as the input)")
+    r.add_argument("--seed", type=int, default=0, help="run seed; each layer's stream derives from it and its name")
+    r.add_argument("--layers", metavar="REGEX", help="rewire only layers whose tensor name matches")
+    r.add_argument("--passes", choices=["both", "rows", "cols"], default="both",
+                   help="rows: output neurons' incoming weights; cols: input neurons' outgoing weights")
+    r.add_argument("--device", default="cpu", help="cpu (numpy kernel) or cuda (torch kernel on a GPU)")
+    r.add_argument("--key", help="in a checkpoint holding several weight sets, the key of the one to use")
+    r.add_argument("--report", metavar="CSV", help="write the per-layer strength variances to this CSV")
+    r.add_argument("--dry-run", action="store_true", help="report what rewiring does, write nothing")
+    r.add_argument("--force", action="store_true", help="replace an existing output file (never the input)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
+    r.set_defaults(func=cmd_rewire)
+
+    f = sub.add_parser("formats", help="list supported checkpoint formats")
+    f.set_defaults(func=cmd_formats)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from netinit.errors import NetinitError
+
+    try:
+        return int(args.func(args))
+    except (NetinitError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        if args.debug:
+            raise
+        _err(f"netinit: error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _err("netinit: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
