@@ -101,7 +101,7 @@ def cmd_formats(args: argparse.Namespace) -> int:
     from netinit.formats import available_formats
 
     for fmt in available_formats():
-        print(f"{fmt.name:<12} {' '.join(fmt.suffixes):<28} read, write"
+        print(f"{fmt.name:<12} {' '.join(fmt.suffixes):<28} {'read, write' if fmt.writes else 'read':<12}"
               + (f"  (needs {fmt.requires})" if fmt.requires else ""))
     return 0
 

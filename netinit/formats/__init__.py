@@ -21,9 +21,6 @@ import numpy as np
 from netinit._io import atomic_path, check_not_input
 from netinit.errors import CorruptFileError, FormatError, UnknownFormatError
 from netinit.formats.base import FLOAT_DTYPES, Checkpoint, Format, TensorInfo
-from netinit.formats.npz import NpzFormat
-from netinit.formats.safetensors import SafetensorsFormat
-from netinit.formats.torch import TorchFormat
 
 __all__ = [
     "Checkpoint",
@@ -49,8 +46,23 @@ def register_format(fmt: Format) -> Format:
     return fmt
 
 
-for _fmt in (SafetensorsFormat(), TorchFormat(), NpzFormat()):
-    register_format(_fmt)
+#: built-in format modules, in sniffing order (more specific first); each defines ``FORMAT``
+#: and keeps heavy imports (onnx, h5py, msgpack, ...) inside its functions.
+_BUILTIN = ("safetensors", "sharded", "torchscript", "torch", "npz", "keras", "onnx", "flax")
+
+
+def _register_builtin() -> None:
+    import importlib
+    import importlib.util
+
+    for mod in _BUILTIN:
+        full = f"netinit.formats.{mod}"
+        if importlib.util.find_spec(full) is None:
+            continue
+        register_format(importlib.import_module(full).FORMAT)
+
+
+_register_builtin()
 
 
 def available_formats() -> list[Format]:
@@ -84,7 +96,10 @@ def detect_format(path: os.PathLike | str) -> Format:
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file")
     if p.is_dir():
-        raise UnknownFormatError(f"{p}: is a folder, not a checkpoint file")
+        for fmt in _REGISTRY.values():
+            if fmt.sniff_dir(p):
+                return fmt
+        raise UnknownFormatError(f"{p}: is a folder, not a checkpoint file (nor a folder of checkpoint shards)")
     with open(p, "rb") as f:
         head = f.read(64)
     if not head:

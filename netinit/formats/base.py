@@ -125,9 +125,16 @@ class Format(abc.ABC):
     #: what a user needs to install for it, if anything
     requires: str = ""
 
+    #: whether :meth:`write` is supported
+    writes: bool = True
+
     @abc.abstractmethod
     def sniff(self, head: bytes, path: Path) -> bool:
         """Whether a file whose first bytes are ``head`` is of this format."""
+
+    def sniff_dir(self, path: Path) -> bool:
+        """Whether the folder ``path`` is a checkpoint of this format (sharded checkpoints)."""
+        return False
 
     @abc.abstractmethod
     def open(self, path: Path) -> Checkpoint:

@@ -105,3 +105,6 @@ class NpzFormat(Format):
                     dst.writestr(info, buf.getvalue(), compress_type=info.compress_type)
                 else:
                     dst.writestr(info, src.read(info), compress_type=info.compress_type)
+
+
+FORMAT = NpzFormat()

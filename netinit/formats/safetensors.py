@@ -161,3 +161,6 @@ class SafetensorsFormat(Format):
                 start, _ = ckpt.byte_range(name)
                 f.seek(start)
                 f.write(data)
+
+
+FORMAT = SafetensorsFormat()

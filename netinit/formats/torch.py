@@ -246,3 +246,6 @@ class TorchFormat(Format):
         legacy = ckpt.path.open("rb").read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC
         _torch().save(ckpt.replaced_object(replacements), out,
                       _use_new_zipfile_serialization=not legacy)
+
+
+FORMAT = TorchFormat()
