@@ -97,6 +97,26 @@ def cmd_rewire(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from netinit.compare import compare_checkpoints
+    from netinit.report_compare import write_comparison
+
+    if args.output is None and not args.json:
+        raise SystemExit("netinit compare: give an output folder with -o DIR (or --json)")
+    c = compare_checkpoints(args.a, args.b, layers=args.layers, allow_mismatch=args.allow_mismatch,
+                            progress=_progress("compare", args.quiet))
+    written = write_comparison(c, args.output, plots=not args.no_plots, force=args.force) if args.output else []
+    summary = c.summary()
+    summary["outputs"] = [str(p) for p in written]
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    if not args.quiet:
+        _err(f"netinit: compared {len(c.layers)} shared layers"
+             + (f"; {len(c.unmatched)} unmatched (see unmatched.csv)" if len(c.unmatched) else "")
+             + (f"; wrote {len(written)} files to {args.output}" if written else ""))
+    return 0
+
+
 def cmd_formats(args: argparse.Namespace) -> int:
     from netinit.formats import available_formats
 
@@ -146,6 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="replace an existing output file (never the input)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
     r.set_defaults(func=cmd_rewire)
+
+    c = sub.add_parser("compare", help="compare two checkpoints layer by layer (e.g. initial vs trained)")
+    c.add_argument("a", help="first checkpoint (A)")
+    c.add_argument("b", help="second checkpoint (B), any format")
+    c.add_argument("-o", "--output", help="output folder for tables, figures and report.html")
+    c.add_argument("--layers", metavar="REGEX", help="compare only layers whose tensor name matches")
+    c.add_argument("--allow-mismatch", action="store_true",
+                   help="list layers whose shape changed instead of stopping")
+    c.add_argument("--no-plots", action="store_true", help="tables only")
+    c.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    c.add_argument("--force", action="store_true", help="write into a folder that holds other files")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
+    c.set_defaults(func=cmd_compare)
 
     f = sub.add_parser("formats", help="list supported checkpoint formats")
     f.set_defaults(func=cmd_formats)
