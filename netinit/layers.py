@@ -10,7 +10,8 @@ stored tensor               kind                   canonical matrix
 ``(out, in)``               linear / attention     as stored
 ``(out, in/g, k)``          conv1d                 ``(out, in/g * k)``
 ``(out, in/g, kh, kw)``     conv2d (``_depthwise``  ``(out, in/g * kh * kw)``
-                            when ``in/g == 1``)
+                            for ``(out, 1, ...)``
+                            named ``dw``, ...)
 ``(out, in/g, kd, kh, kw)`` conv3d                 ``(out, in/g * kd * kh * kw)``
 ``(in, out/g, *k)``         conv_transpose*d       ``(out/g, in * prod(k))`` (transposed)
 ==========================  =====================  ==========================================
@@ -39,6 +40,7 @@ _EMBEDDING = re.compile(
     r"(embed|embedding|embeddings|wte|wpe|tok_embeddings|word_embeddings|position_embeddings|"
     r"token_type_embeddings|pos_emb|shared\.weight$)", re.I)
 _NORM = re.compile(r"(norm|^bn\d*|[._]bn\d*[._]|ln_?\d*|layernorm|batchnorm|groupnorm|rmsnorm)", re.I)
+_DEPTHWISE = re.compile(r"(depthwise|dwconv|dw_conv|conv_dw|(^|[._])dw([._]|$))", re.I)
 _BUFFER = re.compile(r"(running_mean|running_var|num_batches_tracked|position_ids|(^|\.)masked_bias$|"
                      r"attn\.bias$|inv_freq$)")
 
@@ -168,7 +170,7 @@ def classify(info: TensorInfo, *, embeddings: bool = False,
         if transposed and re.search(transposed, name, re.I):
             return f"conv_transpose{nd - 2}d", ""
         kind = f"conv{nd - 2}d"
-        if shape[1] == 1 and shape[0] > 1:
+        if shape[1] == 1 and _DEPTHWISE.search(name):  # (out, 1, *k) alone may be a 1-channel input
             kind += "_depthwise"
         return kind, ""
     return None, f"{nd}-D tensor (more dimensions than a convolution)"

@@ -102,6 +102,7 @@ def _figures(result: Analysis, out: Path, matrix_of: Callable[[str], np.ndarray]
         ax.set_yscale("log")
     ax.set_title("Strength variance by layer")
     ax.set_xlabel("")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title=None, frameon=False)
     ax.tick_params(axis="x", rotation=45)
     for t in ax.get_xticklabels():
         t.set_horizontalalignment("right")

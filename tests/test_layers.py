@@ -20,6 +20,7 @@ from netinit.layers import Layer, classify, find_layers
         ("conv.weight", (8, 3, 5), "float32", "conv1d", ""),
         ("conv.weight", (8, 3, 3, 3), "float32", "conv2d", ""),
         ("dw.weight", (8, 1, 3, 3), "float32", "conv2d_depthwise", ""),
+        ("stem.weight", (8, 1, 3, 3), "float32", "conv2d", ""),
         ("c3.weight", (8, 3, 3, 3, 3), "float64", "conv3d", ""),
         ("up.deconv.weight", (8, 3, 3, 3), "float32", "conv_transpose2d", ""),
         ("wte.weight", (100, 8), "float32", None, "embedding (not asked for)"),

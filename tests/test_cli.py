@@ -1,0 +1,146 @@
+"""The command line, end to end, in-process (main(argv) -> exit status)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from netinit.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
+
+
+def test_analyze_example_writes_everything(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["analyze", str(EXAMPLES / "mlp_digits.safetensors"), "-o", str(out), "-q"]) == 0
+    layers = pd.read_csv(out / "layers.csv")
+    required = ["layer", "kind", "shape", "n_out", "n_in", "in_strength_mean", "in_strength_var",
+                "out_strength_mean", "out_strength_var", "weight_mean", "weight_std",
+                "corr_in_mean_abs", "corr_out_mean_abs"]
+    assert set(required) <= set(layers.columns)
+    assert layers["layer"].tolist() == ["0.weight", "2.weight", "4.weight"]
+    assert layers["shape"].tolist() == ["128x64", "64x128", "10x64"]
+    W = load_file(str(EXAMPLES / "mlp_digits.safetensors"))["2.weight"].double().numpy()
+    row = layers.set_index("layer").loc["2.weight"]
+    assert row["in_strength_var"] == pytest.approx(W.sum(1).var())
+    assert row["out_strength_mean"] == pytest.approx(W.sum(0).mean())
+    neurons = pd.read_csv(out / "neurons.csv")
+    assert len(neurons) == (128 + 64) + (64 + 128) + (10 + 64)
+    assert set(neurons.columns) >= {"layer", "side", "neuron", "strength", "abs_strength", "degree"}
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert sorted(skipped["name"]) == ["0.bias", "2.bias", "4.bias"]
+    chains = pd.read_csv(out / "chains.csv")
+    assert chains[["layer_a", "layer_b"]].values.tolist() == [["0.weight", "2.weight"], ["2.weight", "4.weight"]]
+    for png in ("strength_distributions.png", "strength_variance.png", "correlation_heatmap.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    html = (out / "report.html").read_text()
+    assert "strength_variance.png" in html and "2.weight" in html
+    assert capsys.readouterr().err == ""  # -q: nothing on stderr
+
+
+def test_analyze_json_on_stdout_messages_on_stderr(tmp_path, capsys):
+    assert main(["analyze", str(EXAMPLES / "cnn_digits.safetensors"), "--json", "--centrality", "exact"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["format"] == "safetensors" and summary["n_layers"] == 3
+    assert [layer["kind"] for layer in summary["layers"]] == ["conv2d", "conv2d", "linear"]
+    assert summary["skipped_by_reason"] == {"bias": 3}
+    assert "analysed 3 layers" in captured.err
+
+
+def test_analyze_with_centrality_and_parquet(tmp_path):
+    out = tmp_path / "o"
+    assert main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "-o", str(out), "-q", "--centrality", "sampled",
+                 "-k", "8", "--neurons-format", "parquet", "--no-plots", "--layers", "^4"]) == 0
+    n = pd.read_parquet(out / "neurons.parquet")
+    assert {"betweenness", "closeness", "eigenvector", "pagerank", "centrality_method"} <= set(n.columns)
+    assert n["centrality_method"].str.contains("sampled").all()
+    assert not (out / "strength_variance.png").exists()
+
+
+def _err_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err  # one line, no traceback
+    return err[0]
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
+    unknown = tmp_path / "model.xyz"
+    unknown.write_bytes(b"not a checkpoint at all")
+    assert main(["analyze", str(unknown), "-o", str(tmp_path / "o1")]) == 1
+    assert "model.xyz: unknown checkpoint format" in _err_line(capsys)
+
+    trunc = tmp_path / "trunc.safetensors"
+    trunc.write_bytes((EXAMPLES / "mlp_digits.safetensors").read_bytes()[:1000])
+    assert main(["analyze", str(trunc), "-o", str(tmp_path / "o2")]) == 1
+    assert "trunc.safetensors: truncated" in _err_line(capsys)
+
+    empty = tmp_path / "empty.safetensors"
+    save_file({}, str(empty))
+    assert main(["analyze", str(empty), "-o", str(tmp_path / "o3")]) == 1
+    assert "holds no tensors" in _err_line(capsys)
+
+    biases = tmp_path / "biases.npz"
+    np.savez(biases, b=np.zeros(3))
+    assert main(["analyze", str(biases), "-o", str(tmp_path / "o4")]) == 1
+    assert "biases.npz: no weight layers" in _err_line(capsys)
+
+    nan = tmp_path / "nan.safetensors"
+    save_file({"fc.weight": torch.tensor([[1.0, float("nan")]])}, str(nan))
+    assert main(["analyze", str(nan), "-o", str(tmp_path / "o5")]) == 1
+    assert "nan.safetensors: layer 'fc.weight' holds 1 NaN" in _err_line(capsys)
+
+    assert main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "--layers", r"^0\.bias$", "--json"]) == 1
+    assert "fewer than 2 dimensions" in _err_line(capsys)
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "thesis.tex").write_text("precious")
+    assert main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "-o", str(busy)]) == 1
+    assert "already holds other files (thesis.tex)" in _err_line(capsys)
+    assert (busy / "thesis.tex").read_text() == "precious"
+
+    assert main(["analyze", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "o6")]) == 1
+    assert "missing.pt: no such file" in _err_line(capsys)
+
+    model = tmp_path / "model.pt"
+    torch.save(torch.nn.Linear(2, 2), model)
+    assert main(["analyze", str(model), "-o", str(tmp_path / "o7")]) == 1
+    assert "state_dict()" in _err_line(capsys)
+
+
+def test_analyze_never_modifies_input(tmp_path):
+    src = tmp_path / "m.pt"
+    shutil.copy(EXAMPLES / "mlp_digits.pt", src)
+    before = src.read_bytes()
+    assert main(["analyze", str(src), "-o", str(tmp_path / "o"), "-q"]) == 0
+    assert src.read_bytes() == before
+
+
+def test_rerun_into_own_output_folder(tmp_path):
+    out = tmp_path / "o"
+    for _ in range(2):
+        assert main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "-o", str(out), "-q", "--no-plots"]) == 0
+
+
+def test_compare_example(tmp_path, capsys):
+    out = tmp_path / "diff"
+    assert main(["compare", str(EXAMPLES / "mlp_digits_init.pt"), str(EXAMPLES / "mlp_digits.safetensors"),
+                 "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_layers"] == 3 and summary["unmatched"] == []
+    assert all(layer["rel_change"] > 0.1 for layer in summary["layers"])  # training moved every layer
+    assert (out / "report.html").exists()
+
+
+def test_formats_lists_registry(capsys):
+    assert main(["formats"]) == 0
+    out = capsys.readouterr().out
+    assert "safetensors" in out and ".npz" in out and ".pt" in out
