@@ -2,7 +2,7 @@
 
 >>> from netinit.formats import available_formats
 >>> sorted(f.name for f in available_formats())
-['npz', 'safetensors', 'torch']
+['npz', 'onnx', 'safetensors', 'sharded', 'torch', 'torchscript']
 
 :func:`load_checkpoint` sniffs the first bytes of a file, so a file with the wrong suffix still
 reads; when no format recognises the content, the suffix picks the reader, whose error then says
@@ -18,7 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
-from netinit._io import atomic_path, check_not_input
+from netinit._io import check_not_input
 from netinit.errors import CorruptFileError, FormatError, UnknownFormatError
 from netinit.formats.base import FLOAT_DTYPES, Checkpoint, Format, TensorInfo
 
@@ -117,18 +117,33 @@ def detect_format(path: os.PathLike | str) -> Format:
     )
 
 
-def load_checkpoint(path: os.PathLike | str, *, format: str | None = None, key: str | None = None) -> Checkpoint:
+def load_checkpoint(
+    path: os.PathLike | str,
+    *,
+    format: str | None = None,
+    key: str | None = None,
+    layout: Mapping[str, str] | None = None,
+) -> Checkpoint:
     """Open a checkpoint lazily.
 
     Parameters
     ----------
     path : path-like
-        A PyTorch (``.pt/.pth/.bin/.ckpt``), safetensors or ``.npz`` file.
+        A checkpoint file (PyTorch ``.pt/.pth/.bin/.ckpt``, safetensors, ``.npz``, ONNX,
+        TorchScript), or a sharded safetensors index ``*.safetensors.index.json`` or the folder
+        that holds it.
     format : str, optional
         Force a format by registry name instead of detecting it.
     key : str, optional
         For PyTorch files holding several weight sets (``{"model": ..., "ema": ...}``): the key
         of the one to use.
+    layout : dict, optional
+        Stored orientation of 2-D weights, by regular expression on tensor names
+        (``re.search``; the first matching pattern wins): ``"in_out"`` for weights stored
+        ``(in, out)`` (HF GPT-2 ``Conv1D``), which are shown transposed to ``(out, in)`` and
+        written back as stored; ``"out_in"`` for weights already in PyTorch layout. Without it,
+        GPT-2 ``Conv1D`` weights (``c_attn``, ``c_proj``, ``c_fc``) are recognised by their
+        bias (:mod:`netinit.formats._layouts`). For safetensors, sharded and PyTorch files.
 
     Returns
     -------
@@ -139,6 +154,8 @@ def load_checkpoint(path: os.PathLike | str, *, format: str | None = None, key: 
     ------
     UnknownFormatError, CorruptFileError, UnsafeCheckpointError
         The file is not a checkpoint netinit reads, is damaged, or holds pickled code.
+    FormatError
+        An option the format does not take, or a ``layout`` that does not apply.
 
     Examples
     --------
@@ -151,12 +168,13 @@ def load_checkpoint(path: os.PathLike | str, *, format: str | None = None, key: 
     """
     p = Path(path)
     fmt = get_format(format) if format is not None else detect_format(p)
-    if key is not None:
-        if fmt.name != "torch":
-            raise FormatError(f"{p}: key= applies to PyTorch checkpoints, not {fmt.name}")
-        return fmt.open(p, key=key)  # type: ignore[call-arg]
+    options = {k: v for k, v in (("key", key), ("layout", layout)) if v is not None}
+    for opt in options:
+        if opt not in fmt.options:
+            takes = [f.name for f in _REGISTRY.values() if opt in f.options]
+            raise FormatError(f"{p}: {opt}= applies to {', '.join(takes)} checkpoints, not {fmt.name}")
     try:
-        return fmt.open(p)
+        return fmt.open(p, **options)
     except FormatError:
         raise
     except (OSError, ValueError, KeyError, EOFError) as exc:
@@ -166,9 +184,16 @@ def load_checkpoint(path: os.PathLike | str, *, format: str | None = None, key: 
 def save_checkpoint(ckpt: Checkpoint, out: os.PathLike | str, replacements: Mapping[str, np.ndarray]) -> Path:
     """Write ``ckpt`` to ``out`` in its own format with ``replacements`` put in place.
 
-    Each replacement keeps the stored tensor's shape and is cast to its dtype; every other
-    tensor and the metadata are kept. The write is atomic (temporary file, then rename) and never
-    goes over the input file.
+    Each replacement has the shape :meth:`Checkpoint.info` reports (PyTorch layout); the format
+    converts it to the stored layout and dtype. Every other tensor and the metadata are kept.
+    Each file is written atomically (temporary file, then rename) and never over an input file.
+    For a sharded checkpoint ``out`` is the new index file (``*.safetensors.index.json``) or a
+    folder; the new shards are written beside the index (:mod:`netinit.formats.sharded`).
+
+    Returns
+    -------
+    Path
+        ``out``.
 
     Raises
     ------
@@ -185,6 +210,5 @@ def save_checkpoint(ckpt: Checkpoint, out: os.PathLike | str, replacements: Mapp
 
         raise LayerError(f"{ckpt.path}: no tensor named {unknown[0]!r} to replace")
     fmt = get_format(ckpt.format)
-    with atomic_path(out_p) as tmp:
-        fmt.write(ckpt, replacements, tmp)
+    fmt.save(ckpt, replacements, out_p)
     return out_p

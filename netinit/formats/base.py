@@ -6,6 +6,11 @@ the largest tensor. Loaded tensors are numpy arrays in PyTorch layout; ``bfloat1
 lacks) is returned as ``float32``, which holds every bfloat16 value exactly, and converted back by
 the writer. A :class:`Format` reads a file into a checkpoint and writes a copy with some tensors
 replaced, leaving every other tensor and all metadata as they were.
+
+Foreign layouts (an ONNX ``MatMul`` weight stored ``(in, out)``, an HF GPT-2 ``Conv1D`` weight) are
+converted by the format's reader, which reports the PyTorch-layout shape in :meth:`Checkpoint.info`
+and lists the converted tensors in :attr:`Checkpoint.converted`; its writer converts replacements
+back. Weights a reader found but cannot expose as tensors are listed in :attr:`Checkpoint.unmapped`.
 """
 
 from __future__ import annotations
@@ -61,12 +66,20 @@ class Checkpoint(abc.ABC):
     container : str or None
         Where the tensors were found inside the file (``"state_dict"`` for a Lightning
         checkpoint, ``None`` for a flat file).
+    converted : dict
+        Tensors stored in a layout other than the PyTorch one that :meth:`load` returns:
+        name -> the stored layout (``"in_out"``, ``"onnx MatMul (in, out)"`` ...).
+    unmapped : dict
+        Weights the reader found but does not expose as tensors, or whose layer it could not
+        determine: name -> the reason (an ONNX weight computed by a node, ...).
     """
 
     path: Path
     format: str
     metadata: Mapping[str, str] = field(default_factory=dict)
     container: str | None = None
+    converted: Mapping[str, str] = field(default_factory=dict)
+    unmapped: Mapping[str, str] = field(default_factory=dict)
 
     @abc.abstractmethod
     def names(self) -> list[str]:
@@ -127,6 +140,8 @@ class Format(abc.ABC):
 
     #: whether :meth:`write` is supported
     writes: bool = True
+    #: keyword options :meth:`open` accepts besides the path (``"key"``, ``"layout"``)
+    options: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def sniff(self, head: bytes, path: Path) -> bool:
@@ -137,14 +152,30 @@ class Format(abc.ABC):
         return False
 
     @abc.abstractmethod
-    def open(self, path: Path) -> Checkpoint:
-        """Read ``path`` lazily. Raises :class:`~netinit.errors.FormatError` subclasses."""
+    def open(self, path: Path, **options: Any) -> Checkpoint:
+        """Read ``path`` lazily. Raises :class:`~netinit.errors.FormatError` subclasses.
+
+        ``options`` are those named in :attr:`options` (the registry passes no others).
+        """
 
     @abc.abstractmethod
     def write(self, ckpt: Checkpoint, replacements: Mapping[str, np.ndarray], out: Path) -> None:
         """Write ``ckpt`` to ``out`` with the tensors in ``replacements`` replaced.
 
-        Each replacement has the stored tensor's shape; it is cast to the stored dtype. Every
-        other tensor and all metadata are written unchanged. ``out`` is a fresh temporary path
-        (the registry handles atomic renaming and the refusal to overwrite the input).
+        Each replacement has the shape :meth:`Checkpoint.info` reports (the PyTorch layout); it
+        is converted to the stored layout and cast to the stored dtype. Every other tensor and
+        all metadata are written unchanged. ``out`` is a fresh temporary path (:meth:`save`
+        handles atomic renaming; the registry refuses to overwrite the input).
         """
+
+    def save(self, ckpt: Checkpoint, replacements: Mapping[str, np.ndarray], out: Path) -> Path:
+        """Write ``out`` atomically (a temporary file renamed on success) through :meth:`write`.
+
+        Formats that write several files (an index and its shards, a model and its external
+        data) override this, make each file atomic and refuse to write over any input file.
+        """
+        from netinit._io import atomic_path
+
+        with atomic_path(out) as tmp:
+            self.write(ckpt, replacements, tmp)
+        return out

@@ -5,6 +5,9 @@ The format is an 8-byte little-endian header length ``N``, ``N`` bytes of JSON (
 Reading maps the file and copies one tensor at a time. Writing copies the file and overwrites
 the byte ranges of the replaced tensors: the header, the metadata and every other tensor stay
 byte-identical, and memory stays near the largest replaced tensor.
+
+HF GPT-2 ``Conv1D`` weights, stored ``(in, out)``, are shown transposed to ``(out, in)`` and
+written back as stored; :mod:`netinit.formats._layouts` decides which (``layout=`` forces it).
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from typing import Mapping
 
 import numpy as np
 
+from netinit.formats import _layouts
+
 from netinit.errors import CorruptFileError, DtypeError, ShapeError
 from netinit.formats.base import Checkpoint, Format, TensorInfo
 
-__all__ = ["SafetensorsFormat", "SafetensorsCheckpoint", "bf16_bits_to_float32", "float32_to_bf16_bits"]
+__all__ = ["SafetensorsFormat", "SafetensorsCheckpoint", "bf16_bits_to_float32", "float32_to_bf16_bits",
+           "write_copy"]
 
 _DTYPES = {
     "F64": ("float64", "<f8"), "F32": ("float32", "<f4"), "F16": ("float16", "<f2"),
@@ -88,22 +94,43 @@ def _parse_header(path: Path) -> tuple[dict, int]:
 
 
 class SafetensorsCheckpoint(Checkpoint):
-    """Lazy view of a safetensors file."""
+    """Lazy view of a safetensors file.
 
-    def __init__(self, path: Path) -> None:
+    Parameters
+    ----------
+    path : Path
+        The file.
+    layout : mapping, optional
+        ``{regex: "in_out" | "out_in"}`` (:func:`netinit.formats._layouts.stored_in_out`).
+    in_out : mapping, optional
+        The tensors stored ``(in, out)`` (name -> reason), already decided by the caller (a
+        sharded checkpoint decides over all its shards); ``layout`` is then ignored.
+    """
+
+    def __init__(self, path: Path, *, layout: Mapping[str, str] | None = None,
+                 in_out: Mapping[str, str] | None = None) -> None:
         header, data_start = _parse_header(path)
         meta = header.get("__metadata__") or {}
         super().__init__(path=path, format="safetensors", metadata=dict(meta))
         self._entries = {k: v for k, v in header.items() if k != "__metadata__"}
         self._data_start = data_start
         self._order = sorted(self._entries, key=lambda k: self._entries[k]["data_offsets"][0])
+        if in_out is None:
+            in_out = _layouts.stored_in_out(
+                {k: tuple(v["shape"]) for k, v in self._entries.items()}, layout, where=str(path))
+        self.converted = dict(in_out)
 
     def names(self) -> list[str]:
         return list(self._order)
 
-    def info(self, name: str) -> TensorInfo:
+    def stored_info(self, name: str) -> TensorInfo:
+        """Shape and dtype of tensor ``name`` as stored in the file."""
         e = self._entries[name]
         return TensorInfo(name, tuple(int(d) for d in e["shape"]), _DTYPES[e["dtype"]][0])
+
+    def info(self, name: str) -> TensorInfo:
+        info = self.stored_info(name)
+        return _layouts.canonical_info(info) if name in self.converted else info
 
     def byte_range(self, name: str) -> tuple[int, int]:
         """Absolute byte offsets ``[start, stop)`` of tensor ``name`` in the file."""
@@ -121,8 +148,10 @@ class SafetensorsCheckpoint(Checkpoint):
             raise CorruptFileError(f"{self.path}: truncated while reading tensor {name!r}")
         arr = np.frombuffer(buf, dtype=np_dtype).reshape(e["shape"])
         if e["dtype"] == "BF16":
-            return bf16_bits_to_float32(arr)
-        return arr.astype(np_dtype.newbyteorder("="), copy=True)
+            arr = bf16_bits_to_float32(arr)
+        else:
+            arr = arr.astype(np_dtype.newbyteorder("="), copy=True)
+        return _layouts.to_canonical(arr) if name in self.converted else arr
 
 
 def encode(info_dtype: str, stored: str, shape: tuple[int, ...], value: np.ndarray, where: str) -> bytes:
@@ -140,6 +169,7 @@ def encode(info_dtype: str, stored: str, shape: tuple[int, ...], value: np.ndarr
 class SafetensorsFormat(Format):
     name = "safetensors"
     suffixes = (".safetensors",)
+    options = ("layout",)
 
     def sniff(self, head: bytes, path: Path) -> bool:
         if len(head) < 10:
@@ -147,20 +177,31 @@ class SafetensorsFormat(Format):
         (n,) = struct.unpack("<Q", head[:8])
         return 0 < n < _MAX_HEADER and head[8:9] == b"{"
 
-    def open(self, path: Path) -> SafetensorsCheckpoint:
-        return SafetensorsCheckpoint(path)
+    def open(self, path: Path, *, layout: Mapping[str, str] | None = None) -> SafetensorsCheckpoint:
+        return SafetensorsCheckpoint(path, layout=layout)
 
     def write(self, ckpt: Checkpoint, replacements: Mapping[str, np.ndarray], out: Path) -> None:
         assert isinstance(ckpt, SafetensorsCheckpoint)
-        shutil.copyfile(ckpt.path, out)
-        with open(out, "r+b") as f:
-            for name, value in replacements.items():
-                e = ckpt._entries[name]
-                data = encode(ckpt.info(name).dtype, e["dtype"], tuple(e["shape"]), value,
-                              f"{ckpt.path}: tensor {name!r}")
-                start, _ = ckpt.byte_range(name)
-                f.seek(start)
-                f.write(data)
+        write_copy(ckpt, replacements, out)
+
+
+def write_copy(ckpt: SafetensorsCheckpoint, replacements: Mapping[str, np.ndarray], out: Path) -> None:
+    """Copy ``ckpt``'s file to ``out`` and overwrite the bytes of the replaced tensors.
+
+    Replacements are in the layout :meth:`SafetensorsCheckpoint.info` shows; tensors stored
+    ``(in, out)`` are transposed back. Memory stays near the largest replacement.
+    """
+    shutil.copyfile(ckpt.path, out)
+    with open(out, "r+b") as f:
+        for name, value in replacements.items():
+            e = ckpt._entries[name]
+            where = f"{ckpt.path}: tensor {name!r}"
+            if name in ckpt.converted:
+                value = _layouts.to_stored(value, tuple(e["shape"]), where)
+            data = encode(ckpt.info(name).dtype, e["dtype"], tuple(e["shape"]), value, where)
+            start, _ = ckpt.byte_range(name)
+            f.seek(start)
+            f.write(data)
 
 
 FORMAT = SafetensorsFormat()

@@ -14,6 +14,10 @@ with ``key=``. Nested dicts are flattened with ``.``; the prefixes ``module.`` (
 and ``_orig_mod.`` (``torch.compile``) are removed when every name carries them. The writer puts
 tensors back where they were found, so the rest of the file (epochs, hyper-parameters, optimizer
 states) is saved unchanged.
+
+HF GPT-2 ``Conv1D`` weights (``pytorch_model.bin``), stored ``(in, out)``, are shown transposed to
+``(out, in)`` and written back as stored (:mod:`netinit.formats._layouts`; ``layout=`` forces it).
+TorchScript archives (``torch.jit.save``) are read by :mod:`netinit.formats.torchscript`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from netinit.errors import CorruptFileError, FormatError, ShapeError, UnsafeCheckpointError
+from netinit.formats import _layouts
 from netinit.formats.base import Checkpoint, Format, TensorInfo, numpy_dtype_name
 
 __all__ = ["TorchFormat", "TorchCheckpoint", "CONTAINER_KEYS"]
@@ -116,6 +121,11 @@ def _strip_prefixes(names: list[str]) -> tuple[list[str], str]:
     return names, stripped
 
 
+def is_torchscript(entries: list[str]) -> bool:
+    """Whether zip entries ``entries`` are those of a TorchScript archive (``torch.jit.save``)."""
+    return any(e.endswith("constants.pkl") or "/code/" in e for e in entries)
+
+
 def _translate_error(exc: BaseException, path: Path) -> FormatError:
     msg = str(exc)
     if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in msg:
@@ -136,7 +146,7 @@ def _translate_error(exc: BaseException, path: Path) -> FormatError:
 class TorchCheckpoint(Checkpoint):
     """A PyTorch checkpoint loaded with ``weights_only=True`` (memory-mapped when possible)."""
 
-    def __init__(self, path: Path, *, key: str | None = None) -> None:
+    def __init__(self, path: Path, *, key: str | None = None, layout: Mapping[str, str] | None = None) -> None:
         torch = _torch()
         with open(path, "rb") as f:
             head = f.read(2)
@@ -146,10 +156,11 @@ class TorchCheckpoint(Checkpoint):
         if is_zip:
             with zipfile.ZipFile(path) as z:
                 entries = z.namelist()
-            if any(e.endswith("constants.pkl") or "/code/" in e for e in entries):
+            if is_torchscript(entries):
                 raise UnsafeCheckpointError(
-                    f"{path}: is a TorchScript archive (torch.jit.save), whose code netinit does not "
-                    f"run; save the weights with torch.save(model.state_dict(), PATH) instead"
+                    f"{path}: is a TorchScript archive (torch.jit.save), which torch.load cannot read "
+                    f"without running its code; read it as format 'torchscript' (detected "
+                    f"automatically when no format is forced)"
                 )
         try:
             try:
@@ -174,16 +185,19 @@ class TorchCheckpoint(Checkpoint):
         self._container_key = container
         self._paths = dict(zip(names, flat.keys()))
         self._tensors = dict(zip(names, flat.values()))
+        self.converted = _layouts.stored_in_out(
+            {n: tuple(t.shape) for n, t in self._tensors.items()}, layout, where=str(path))
 
     def names(self) -> list[str]:
         return list(self._tensors)
 
     def info(self, name: str) -> TensorInfo:
         t = self._tensors[name]
-        return TensorInfo(name, tuple(int(d) for d in t.shape), numpy_dtype_name(t.dtype))
+        info = TensorInfo(name, tuple(int(d) for d in t.shape), numpy_dtype_name(t.dtype))
+        return _layouts.canonical_info(info) if name in self.converted else info
 
     def tensor(self, name: str):
-        """The stored ``torch.Tensor`` itself (read-only use)."""
+        """The stored ``torch.Tensor`` itself, in the stored layout (read-only use)."""
         return self._tensors[name]
 
     def _load(self, name: str) -> np.ndarray:
@@ -192,11 +206,12 @@ class TorchCheckpoint(Checkpoint):
         if t.dtype == torch.bfloat16:
             t = t.to(torch.float32)
         try:
-            return t.cpu().numpy().copy()
+            arr = t.cpu().numpy().copy()
         except (TypeError, RuntimeError) as exc:
             from netinit.errors import DtypeError
 
             raise DtypeError(f"{self.path}: tensor {name!r} of dtype {t.dtype} has no numpy form ({exc})") from None
+        return _layouts.to_canonical(arr) if name in self.converted else arr
 
     def replaced_object(self, replacements: Mapping[str, np.ndarray]) -> Any:
         """The loaded object with ``replacements`` put back where their tensors were found."""
@@ -205,6 +220,8 @@ class TorchCheckpoint(Checkpoint):
         for name, value in replacements.items():
             old = self._tensors[name]
             value = np.asarray(value)
+            if name in self.converted:
+                value = _layouts.to_stored(value, tuple(old.shape), f"{self.path}: tensor {name!r}")
             if tuple(value.shape) != tuple(old.shape):
                 raise ShapeError(f"{self.path}: tensor {name!r} replacement has shape "
                                  f"{tuple(value.shape)}, stored {tuple(old.shape)}")
@@ -226,6 +243,7 @@ class TorchCheckpoint(Checkpoint):
 class TorchFormat(Format):
     name = "torch"
     suffixes = (".pt", ".pth", ".bin", ".ckpt")
+    options = ("key", "layout")
 
     def sniff(self, head: bytes, path: Path) -> bool:
         if head.startswith(_LEGACY_MAGIC):
@@ -234,12 +252,14 @@ class TorchFormat(Format):
             return False
         try:
             with zipfile.ZipFile(path) as z:
-                return any(n.endswith("data.pkl") for n in z.namelist())
+                names = z.namelist()
         except (zipfile.BadZipFile, OSError):
             return False
+        return any(n.endswith("data.pkl") for n in names) and not is_torchscript(names)
 
-    def open(self, path: Path, *, key: str | None = None) -> TorchCheckpoint:
-        return TorchCheckpoint(path, key=key)
+    def open(self, path: Path, *, key: str | None = None,
+             layout: Mapping[str, str] | None = None) -> TorchCheckpoint:
+        return TorchCheckpoint(path, key=key, layout=layout)
 
     def write(self, ckpt: Checkpoint, replacements: Mapping[str, np.ndarray], out: Path) -> None:
         assert isinstance(ckpt, TorchCheckpoint)
