@@ -18,7 +18,9 @@ stored tensor               kind                   canonical matrix
 
 Transposed convolutions cannot be told from ordinary ones by shape; names matching
 ``transposed=`` (by default ``convtranspose``, ``conv_transpose``, ``deconv``) are treated as
-such. :meth:`Layer.from_matrix` inverts :meth:`Layer.matrix` exactly.
+such. A checkpoint that records its layer classes (Keras, Flax) says the kind through
+:meth:`~netinit.formats.Checkpoint.kind_hint`, which wins over these guesses.
+:meth:`Layer.from_matrix` inverts :meth:`Layer.matrix` exactly.
 """
 
 from __future__ import annotations
@@ -136,9 +138,17 @@ class Layer:
         return m.reshape(self.shape)
 
 
-def classify(info: TensorInfo, *, embeddings: bool = False,
-             transposed: str = DEFAULT_TRANSPOSED) -> tuple[str | None, str]:
+def _hint_ndim(hint: str) -> int:
+    m = re.fullmatch(r"(linear|attention|embedding)|conv(?:_transpose)?([123])d(?:_depthwise)?", hint)
+    return -1 if m is None else 2 if m.group(1) else int(m.group(2)) + 2
+
+
+def classify(info: TensorInfo, *, embeddings: bool = False, transposed: str = DEFAULT_TRANSPOSED,
+             hint: str | None = None) -> tuple[str | None, str]:
     """Kind of layer of a tensor, or ``None`` and the reason it is skipped.
+
+    ``hint`` is the kind the checkpoint records (:meth:`Checkpoint.kind_hint`); it is used for
+    tensors of its number of dimensions that are not skipped as buffers, biases or vectors.
 
     Returns
     -------
@@ -158,6 +168,8 @@ def classify(info: TensorInfo, *, embeddings: bool = False,
         return None, "norm" if _NORM.search(name) else "1-D tensor (a scale or other vector, not a weight matrix)"
     if 0 in shape:
         return None, "empty tensor"
+    if hint is not None and _hint_ndim(hint) == nd:
+        return (None, "embedding (not asked for)") if hint == "embedding" and not embeddings else (hint, "")
     if nd == 2:
         if _EMBEDDING.search(name):
             return ("embedding", "") if embeddings else (None, "embedding (not asked for)")
@@ -224,7 +236,8 @@ def find_layers(
     matched_low_dim: list[TensorInfo] = []
     matched_skipped: list[Skipped] = []
     for info in infos:
-        kind, reason = classify(info, embeddings=embeddings, transposed=transposed)
+        kind, reason = classify(info, embeddings=embeddings, transposed=transposed,
+                                hint=ckpt.kind_hint(info.name))
         selected = pattern is None or bool(pattern.search(info.name))
         if kind is not None and selected:
             found.append(Layer(info.name, kind, info.shape, info.dtype, ckpt))

@@ -68,7 +68,7 @@ class Checkpoint(abc.ABC):
         checkpoint, ``None`` for a flat file).
     converted : dict
         Tensors stored in a layout other than the PyTorch one that :meth:`load` returns:
-        name -> the stored layout (``"in_out"``, ``"onnx MatMul (in, out)"`` ...).
+        name -> the stored layout (``"in_out (GPT-2 Conv1D)"``, ``"onnx MatMul: stored (in, out) ..."``).
     unmapped : dict
         Weights the reader found but does not expose as tensors, or whose layer it could not
         determine: name -> the reason (an ONNX weight computed by a node, ...).
@@ -111,6 +111,15 @@ class Checkpoint(abc.ABC):
     def infos(self) -> list[TensorInfo]:
         """Shape and dtype of every tensor, in file order."""
         return [self.info(n) for n in self.names()]
+
+    def kind_hint(self, name: str) -> str | None:
+        """Layer kind of tensor ``name`` when the file says it (``"conv_transpose2d"``), else ``None``.
+
+        Formats whose files record the layer classes (a Keras config, Flax module names) report
+        the kinds that shape and name cannot tell apart; :func:`netinit.layers.classify` prefers
+        them to its guesses. The default knows nothing.
+        """
+        return None
 
     def close(self) -> None:
         """Release open file handles (a no-op for formats that hold none)."""

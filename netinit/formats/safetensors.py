@@ -141,16 +141,16 @@ class SafetensorsCheckpoint(Checkpoint):
         e = self._entries[name]
         start, stop = self.byte_range(name)
         np_dtype = np.dtype(_DTYPES[e["dtype"]][1])
+        arr = np.empty(tuple(e["shape"]), dtype=np_dtype)  # read straight into it: one buffer
         with open(self.path, "rb") as f:
             f.seek(start)
-            buf = f.read(stop - start)
-        if len(buf) != stop - start:
+            got = f.readinto(memoryview(arr.reshape(-1)).cast("B"))
+        if got != stop - start:
             raise CorruptFileError(f"{self.path}: truncated while reading tensor {name!r}")
-        arr = np.frombuffer(buf, dtype=np_dtype).reshape(e["shape"])
         if e["dtype"] == "BF16":
             arr = bf16_bits_to_float32(arr)
         else:
-            arr = arr.astype(np_dtype.newbyteorder("="), copy=True)
+            arr = arr.astype(np_dtype.newbyteorder("="), copy=False)
         return _layouts.to_canonical(arr) if name in self.converted else arr
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from netinit.errors import CorruptFileError, FormatError, ShapeError, UnsafeCheckpointError
 from netinit.formats import _layouts
 from netinit.formats.base import Checkpoint, Format, TensorInfo, numpy_dtype_name
+from netinit.formats.torchscript import is_torchscript_archive
 
 __all__ = ["TorchFormat", "TorchCheckpoint", "CONTAINER_KEYS"]
 
@@ -121,11 +122,6 @@ def _strip_prefixes(names: list[str]) -> tuple[list[str], str]:
     return names, stripped
 
 
-def is_torchscript(entries: list[str]) -> bool:
-    """Whether zip entries ``entries`` are those of a TorchScript archive (``torch.jit.save``)."""
-    return any(e.endswith("constants.pkl") or "/code/" in e for e in entries)
-
-
 def _translate_error(exc: BaseException, path: Path) -> FormatError:
     msg = str(exc)
     if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in msg:
@@ -156,7 +152,7 @@ class TorchCheckpoint(Checkpoint):
         if is_zip:
             with zipfile.ZipFile(path) as z:
                 entries = z.namelist()
-            if is_torchscript(entries):
+            if is_torchscript_archive(entries):
                 raise UnsafeCheckpointError(
                     f"{path}: is a TorchScript archive (torch.jit.save), which torch.load cannot read "
                     f"without running its code; read it as format 'torchscript' (detected "
@@ -255,7 +251,7 @@ class TorchFormat(Format):
                 names = z.namelist()
         except (zipfile.BadZipFile, OSError):
             return False
-        return any(n.endswith("data.pkl") for n in names) and not is_torchscript(names)
+        return any(n.endswith("data.pkl") for n in names) and not is_torchscript_archive(names)
 
     def open(self, path: Path, *, key: str | None = None,
              layout: Mapping[str, str] | None = None) -> TorchCheckpoint:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from netinit.errors import CorruptFileError, OutputError, UnknownFormatError
+from netinit.errors import CorruptFileError, FormatError, OutputError, UnknownFormatError
 from netinit.formats import detect_format, get_format, load_checkpoint, save_checkpoint
 
 
@@ -48,7 +48,8 @@ def test_empty_and_missing_files(tmp_path):
 
 
 def test_unknown_format_name():
-    with pytest.raises(UnknownFormatError, match="unknown format 'onnx2'; valid: npz, safetensors, torch"):
+    valid = r"(\w+, )*npz, onnx, safetensors, sharded, torch, torchscript$"  # other formats may come first
+    with pytest.raises(UnknownFormatError, match=r"unknown format 'onnx2'; valid: " + valid):
         get_format("onnx2")
 
 
@@ -71,3 +72,16 @@ def test_missing_output_folder(tmp_path, state_dict):
     torch.save(state_dict, p)
     with pytest.raises(OutputError, match="does not exist"):
         save_checkpoint(load_checkpoint(p), tmp_path / "nope" / "o.pt", {})
+
+
+def test_new_formats_registered_with_their_needs():
+    assert get_format("onnx").requires == "onnx" and get_format("onnx").suffixes == (".onnx",)
+    assert get_format("torchscript").requires == "" and get_format("sharded").requires == ""
+    assert "layout" in get_format("safetensors").options and "key" in get_format("torch").options
+
+
+def test_option_the_format_does_not_take(tmp_path):
+    p = tmp_path / "w.npz"
+    np.savez(p, w=np.ones((2, 2)))
+    with pytest.raises(FormatError, match=r"w\.npz: key= applies to torch checkpoints, not npz"):
+        load_checkpoint(p, key="model")

@@ -54,11 +54,12 @@ def test_custom_class_is_refused_and_not_run(tmp_path):
         load_checkpoint(p)
 
 
-def test_torchscript_archive_is_refused(tmp_path):
+def test_torchscript_archive_goes_to_its_own_reader(tmp_path):
     p = tmp_path / "s.pt"
     torch.jit.script(torch.nn.Linear(2, 2)).save(str(p))
-    with pytest.raises(UnsafeCheckpointError, match="TorchScript archive"):
-        load_checkpoint(p)
+    assert load_checkpoint(p).format == "torchscript"
+    with pytest.raises(UnsafeCheckpointError, match=r"s\.pt: is a TorchScript archive.*format 'torchscript'"):
+        load_checkpoint(p, format="torch")
 
 
 @pytest.mark.parametrize("cut", [10, 300, -50])

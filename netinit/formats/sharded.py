@@ -1,0 +1,231 @@
+"""Sharded safetensors checkpoints: an index JSON naming the shard that holds each tensor.
+
+Large checkpoints ship as several ``.safetensors`` shards beside an index,
+``model.safetensors.index.json``::
+
+    {"metadata": {"total_size": 497759232},
+     "weight_map": {"h.0.attn.c_attn.weight": "model-00001-of-00002.safetensors", ...}}
+
+:func:`~netinit.formats.load_checkpoint` takes the index file or the folder that holds it (which
+must hold exactly one index). Tensor names come from the index alone; a shard's header is read
+the first time one of its tensors is asked about, and a tensor's bytes only when it is loaded,
+so reading every tensor keeps memory near the largest one. Each shard is a
+:class:`~netinit.formats.safetensors.SafetensorsCheckpoint`; tensors a shard holds that the index
+does not name are not shown (as in ``transformers``), but are kept by the writer.
+
+Writing
+-------
+``out`` is either the path of the new index (a name ending in ``.json``) or a folder:
+
+- an index path ``DIR/NAME.safetensors.index.json``: the shards are written beside it as
+  ``NAME-00001-of-0000N.safetensors`` (``NAME`` is the index name less ``.safetensors.index.json``,
+  or less ``.json``), one new shard per input shard, numbered in the order of the input shards'
+  names;
+- a folder (created if missing; its parent must exist): the shards and the index keep their
+  input names inside it.
+
+Each new shard is a byte copy of its input shard with the replaced tensors' bytes overwritten
+(:func:`~netinit.formats.safetensors.write_copy`), written atomically; the index, with its
+``metadata`` and every other key kept and the ``weight_map`` naming the new shards, is written
+last. No output file may be one of the input files. On an error the shards already written are
+removed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from netinit.errors import CorruptFileError, DtypeError, FormatError, OutputError, ShapeError
+from netinit.formats import _layouts
+from netinit.formats.base import Checkpoint, Format, TensorInfo
+from netinit.formats.safetensors import SafetensorsCheckpoint, write_copy
+
+__all__ = ["ShardedFormat", "ShardedCheckpoint", "INDEX_SUFFIX", "find_index"]
+
+INDEX_SUFFIX = ".safetensors.index.json"
+_MAX_INDEX = 256 * 1024 * 1024
+
+
+def find_index(folder: Path) -> Path:
+    """The one ``*.safetensors.index.json`` in ``folder``.
+
+    Raises
+    ------
+    FormatError
+        The folder holds none, or several.
+    """
+    found = sorted(folder.glob("*" + INDEX_SUFFIX))
+    if not found:
+        raise FormatError(f"{folder}: no *{INDEX_SUFFIX} in the folder")
+    if len(found) > 1:
+        raise FormatError(f"{folder}: holds several shard indexes ({', '.join(p.name for p in found)}); "
+                          f"pass the index file itself")
+    return found[0]
+
+
+def _read_index(path: Path) -> dict:
+    if path.stat().st_size > _MAX_INDEX:
+        raise CorruptFileError(f"{path}: shard index of {path.stat().st_size} bytes, too large to be one")
+    try:
+        index = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"{path}: malformed shard index JSON ({exc})") from None
+    if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
+        raise CorruptFileError(f"{path}: malformed shard index (no \"weight_map\" object of tensor -> shard file)")
+    for name, shard in index["weight_map"].items():
+        if not isinstance(shard, str) or not shard:
+            raise CorruptFileError(f"{path}: malformed shard index (tensor {name!r} maps to {shard!r})")
+        if Path(shard).is_absolute() or ".." in Path(shard).parts:
+            raise CorruptFileError(f"{path}: shard {shard!r} of tensor {name!r} is outside the index's folder")
+    if not isinstance(index.get("metadata", {}), dict):
+        raise CorruptFileError(f"{path}: malformed shard index (\"metadata\" is not an object)")
+    return index
+
+
+class ShardedCheckpoint(Checkpoint):
+    """Lazy view of a sharded safetensors checkpoint (``path`` is its index file)."""
+
+    def __init__(self, path: Path, *, layout: Mapping[str, str] | None = None) -> None:
+        index_path = find_index(path) if path.is_dir() else path
+        index = _read_index(index_path)
+        meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in index.get("metadata", {}).items()}
+        super().__init__(path=index_path, format="sharded", metadata=meta)  # converted: {} so far
+        self.index = index
+        self._shard_of: dict[str, str] = dict(index["weight_map"])
+        self.shards: list[str] = sorted(set(self._shard_of.values()))
+        for shard in self.shards:
+            if not shard.endswith(".safetensors"):
+                raise FormatError(f"{index_path}: shard {shard!r} is not a .safetensors file; netinit reads "
+                                  f"sharded safetensors checkpoints (a sharded pytorch_model.bin is not supported)")
+            if not (index_path.parent / shard).is_file():
+                raise CorruptFileError(f"{index_path}: shard {shard!r} named by the index is missing")
+        self._open: dict[str, SafetensorsCheckpoint] = {}
+        self.converted = self._decide_layouts(layout)
+        for shard, ckpt in self._open.items():
+            ckpt.converted = self._converted_in(shard)
+
+    def _decide_layouts(self, layout: Mapping[str, str] | None) -> dict[str, str]:
+        """Which tensors are stored ``(in, out)``, from the headers of the shards concerned only."""
+        rules = [re.compile(p) for p in (layout or {}) if _valid_regex(p)]
+        relevant = {n for n in self._shard_of
+                    if _layouts.CONV1D_NAME.search(n) or any(r.search(n) for r in rules)}
+        relevant |= {n[: -len("weight")] + "bias" for n in relevant if n.endswith("weight")} & set(self._shard_of)
+        shapes = {n: self.shard_of(n).stored_info(n).shape for n in self._shard_of if n in relevant}
+        return _layouts.stored_in_out(shapes, layout, where=str(self.path))
+
+    def _converted_in(self, shard: str) -> dict[str, str]:
+        return {n: r for n, r in self.converted.items() if self._shard_of[n] == shard}
+
+    def _shard(self, shard: str) -> SafetensorsCheckpoint:
+        if shard not in self._open:
+            self._open[shard] = SafetensorsCheckpoint(self.path.parent / shard, in_out=self._converted_in(shard))
+        return self._open[shard]
+
+    def shard_of(self, name: str) -> SafetensorsCheckpoint:
+        """The shard holding tensor ``name`` (its header read on first use)."""
+        ckpt = self._shard(self._shard_of[name])
+        if name not in ckpt._name_set():
+            raise CorruptFileError(f"{self.path}: the index puts {name!r} in shard "
+                                   f"{self._shard_of[name]!r}, which does not hold it")
+        return ckpt
+
+    def names(self) -> list[str]:
+        return list(self._shard_of)
+
+    def info(self, name: str) -> TensorInfo:
+        return self.shard_of(name).info(name)
+
+    def _load(self, name: str) -> np.ndarray:
+        return self.shard_of(name).load(name)
+
+    def close(self) -> None:
+        self._open.clear()
+
+
+def _valid_regex(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False  # reported by _layouts.stored_in_out with the file's name
+    return True
+
+
+def _output_paths(ckpt: ShardedCheckpoint, out: Path) -> tuple[Path, dict[str, Path]]:
+    """The new index path and the new path of each input shard."""
+    if out.suffix.lower() == ".json":
+        index = out
+        if not out.parent.is_dir():
+            raise OutputError(f"{out}: the folder {out.parent} does not exist")
+        name = out.name
+        stem = name[: -len(INDEX_SUFFIX)] if name.endswith(INDEX_SUFFIX) else name[: -len(".json")]
+        n = len(ckpt.shards)
+        return index, {s: out.parent / f"{stem}-{i + 1:05d}-of-{n:05d}.safetensors"
+                       for i, s in enumerate(ckpt.shards)}
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder (a sharded checkpoint is written as an "
+                          f"index .json path or a folder)")
+    if not out.parent.is_dir():
+        raise OutputError(f"{out}: the folder {out.parent} does not exist")
+    return out / ckpt.path.name, {s: out / Path(s).name for s in ckpt.shards}
+
+
+class ShardedFormat(Format):
+    name = "sharded"
+    suffixes = (".json",)
+    options = ("layout",)
+
+    def sniff(self, head: bytes, path: Path) -> bool:
+        return head.lstrip()[:1] == b"{" and (path.name.endswith(".index.json") or b'"weight_map"' in head)
+
+    def sniff_dir(self, path: Path) -> bool:
+        return any(path.glob("*" + INDEX_SUFFIX))
+
+    def open(self, path: Path, *, layout: Mapping[str, str] | None = None) -> ShardedCheckpoint:
+        return ShardedCheckpoint(path, layout=layout)
+
+    def write(self, ckpt: Checkpoint, replacements: Mapping[str, np.ndarray], out: Path) -> None:
+        """Write to ``out`` (an index path or a folder), non-atomically: use :meth:`save`."""
+        self.save(ckpt, replacements, out)
+
+    def save(self, ckpt: Checkpoint, replacements: Mapping[str, np.ndarray], out: Path) -> Path:
+        from netinit._io import atomic_path, check_not_input
+
+        assert isinstance(ckpt, ShardedCheckpoint)
+        index_out, shard_out = _output_paths(ckpt, out)
+        inputs = [ckpt.path] + [ckpt.path.parent / s for s in ckpt.shards]
+        for target in [index_out, *shard_out.values()]:
+            check_not_input(target, *inputs)
+        by_shard: dict[str, dict[str, Any]] = {}
+        for name, value in replacements.items():  # every check before a byte is written
+            info = ckpt.info(name)
+            if tuple(np.shape(value)) != info.shape:
+                raise ShapeError(f"{ckpt.path}: tensor {name!r} replacement has shape "
+                                 f"{tuple(np.shape(value))}, stored {info.shape}")
+            if info.dtype.startswith("float8"):
+                raise DtypeError(f"{ckpt.path}: writing {info.dtype} tensors is not supported")
+            by_shard.setdefault(ckpt._shard_of[name], {})[name] = value
+        if out.suffix.lower() != ".json":
+            out.mkdir(exist_ok=True)
+        written: list[Path] = []
+        try:
+            for shard in ckpt.shards:
+                with atomic_path(shard_out[shard]) as tmp:
+                    write_copy(ckpt._shard(shard), by_shard.get(shard, {}), tmp)
+                written.append(shard_out[shard])
+            index = dict(ckpt.index)
+            index["weight_map"] = {n: shard_out[s].name for n, s in ckpt._shard_of.items()}
+            with atomic_path(index_out) as tmp:
+                tmp.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+        except BaseException:
+            for w in written:
+                w.unlink(missing_ok=True)
+            raise
+        return index_out
+
+
+FORMAT = ShardedFormat()
