@@ -32,15 +32,43 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def _layout(values: list[str] | None) -> dict[str, str] | None:
+    """``--layout REGEX=in_out`` options as a mapping (split on the last ``=``)."""
+    if not values:
+        return None
+    out = {}
+    for v in values:
+        regex, sep, orient = v.rpartition("=")
+        if not sep or not regex or orient not in ("in_out", "out_in"):
+            raise SystemExit(f"netinit: --layout expects REGEX=in_out or REGEX=out_in, got {v!r}")
+        out[regex] = orient
+    return out
+
+
+def _open(path: str, args: argparse.Namespace):
+    from netinit.formats import load_checkpoint
+
+    ckpt = load_checkpoint(path, key=getattr(args, "key", None), layout=_layout(getattr(args, "layout", None)))
+    if not getattr(args, "quiet", False):
+        if ckpt.converted:
+            _err(f"netinit: {len(ckpt.converted)} tensors of {path} are stored in another layout and shown "
+                 f"in the canonical (out, in) one (e.g. {next(iter(ckpt.converted))}: "
+                 f"{next(iter(ckpt.converted.values()))})")
+        for name, why in list(ckpt.unmapped.items())[:5]:
+            _err(f"netinit: could not map {name!r} of {path}: {why}")
+        if len(ckpt.unmapped) > 5:
+            _err(f"netinit: ... and {len(ckpt.unmapped) - 5} more weights that could not be mapped")
+    return ckpt
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from netinit.analyze import analyze
-    from netinit.formats import load_checkpoint
     from netinit.layers import find_layers
     from netinit.report import write_report
 
-    ckpt = load_checkpoint(args.checkpoint, key=args.key)
     if args.output is None and not args.json:
         raise SystemExit("netinit analyze: give an output folder with -o DIR (or --json)")
+    ckpt = _open(args.checkpoint, args)
     result = analyze(ckpt, layers=args.layers, embeddings=args.embeddings,
                      centrality=None if args.centrality == "none" else args.centrality,
                      k=args.k, seed=args.seed, progress=_progress("analyse", args.quiet))
@@ -69,12 +97,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_rewire(args: argparse.Namespace) -> int:
     from netinit._io import atomic_path, check_not_input
-    from netinit.formats import load_checkpoint
     from netinit.rewire.checkpoint import rewire_checkpoint
 
     if args.output is None and not args.dry_run:
         raise SystemExit("netinit rewire: give the output file with -o PATH (or --dry-run)")
-    ckpt = load_checkpoint(args.checkpoint, key=args.key)
+    ckpt = _open(args.checkpoint, args)
     if args.report is not None:
         check_not_input(args.report, ckpt.path)
     report = rewire_checkpoint(ckpt, None if args.dry_run else args.output, seed=args.seed,
@@ -103,7 +130,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.output is None and not args.json:
         raise SystemExit("netinit compare: give an output folder with -o DIR (or --json)")
-    c = compare_checkpoints(args.a, args.b, layers=args.layers, allow_mismatch=args.allow_mismatch,
+    c = compare_checkpoints(_open(args.a, args), _open(args.b, args), layers=args.layers, allow_mismatch=args.allow_mismatch,
                             progress=_progress("compare", args.quiet))
     written = write_comparison(c, args.output, plots=not args.no_plots, force=args.force) if args.output else []
     summary = c.summary()
@@ -149,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-plots", action="store_true", help="tables only")
     a.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     a.add_argument("--force", action="store_true", help="write into a folder that holds other files")
+    a.add_argument("--layout", action="append", metavar="REGEX=in_out|out_in",
+                   help="stored orientation of 2-D weights matching REGEX (repeatable), e.g. 'c_proj=in_out'")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
     a.set_defaults(func=cmd_analyze)
 
@@ -164,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", metavar="CSV", help="write the per-layer strength variances to this CSV")
     r.add_argument("--dry-run", action="store_true", help="report what rewiring does, write nothing")
     r.add_argument("--force", action="store_true", help="replace an existing output file (never the input)")
+    r.add_argument("--layout", action="append", metavar="REGEX=in_out|out_in",
+                   help="stored orientation of 2-D weights matching REGEX (repeatable), e.g. 'c_proj=in_out'")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
     r.set_defaults(func=cmd_rewire)
 
@@ -177,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-plots", action="store_true", help="tables only")
     c.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     c.add_argument("--force", action="store_true", help="write into a folder that holds other files")
+    c.add_argument("--layout", action="append", metavar="REGEX=in_out|out_in",
+                   help="stored orientation of 2-D weights matching REGEX (repeatable), e.g. 'c_proj=in_out'")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
     c.set_defaults(func=cmd_compare)
 
