@@ -38,7 +38,8 @@ class Analysis:
         Every tensor not analysed: ``name, shape, dtype, reason``.
     chains : DataFrame
         For consecutive linear layers ``a -> b`` whose sizes chain: the Pearson correlation
-        between a neuron's in-strength in ``a`` and its out-strength in ``b``.
+        between a neuron's in-strength in ``a`` and its out-strength in ``b`` (NaN, shown empty
+        in CSV files, where a strength vector is constant and the correlation undefined).
     """
 
     checkpoint: str
@@ -74,13 +75,6 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     for rec in df.to_dict(orient="records"):
         out.append({k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()})
     return out
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    den = float(np.sqrt((a @ a) * (b @ b)))
-    return float(a @ b / den) if den > 0 else 0.0
 
 
 def analyze(
@@ -131,7 +125,7 @@ def analyze(
     >>> result.layers[["layer", "n_out", "n_in", "in_strength_mean"]].values.tolist()
     [['fc1', 3, 3, 1.0], ['fc2', 2, 3, 3.0]]
     """
-    from netinit.metrics import layer_summary, neuron_table
+    from netinit.metrics import chain_strength_correlation, layer_summary, neuron_table
 
     if centrality not in (None, "auto", "exact", "sampled"):
         raise ValueError(f"centrality must be None, 'auto', 'exact' or 'sampled', got {centrality!r}")
@@ -153,12 +147,10 @@ def analyze(
                           rng=layer_generator(seed, layer.name) if centrality else None)
         neurons.append(nt)
         if layer.kind in _CHAIN_KINDS:
-            in_strength = W.sum(axis=1, dtype=np.float64)
             if prev is not None and prev[0].n_out == layer.n_in:
-                out_strength = W.sum(axis=0, dtype=np.float64)
                 chains.append({"layer_a": prev[0].name, "layer_b": layer.name, "n_neurons": layer.n_in,
-                               "strength_correlation": _pearson(prev[1], out_strength)})
-            prev = (layer, in_strength)
+                               "strength_correlation": chain_strength_correlation(prev[1], W)})
+            prev = (layer, W)
         else:
             prev = None
     layers_df = pd.DataFrame(rows)
