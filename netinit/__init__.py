@@ -18,10 +18,14 @@ Conventions (stated once, used everywhere)
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
 from netinit.errors import (  # noqa: E402
     CorruptFileError,
+    DataError,
     DtypeError,
     FormatError,
     LayerError,
@@ -33,6 +37,30 @@ from netinit.errors import (  # noqa: E402
     UnknownFormatError,
     UnsafeCheckpointError,
 )
+
+#: public name -> module that defines it; imported on first use so ``import netinit`` stays fast
+_LAZY = {
+    # checkpoints and layers
+    "load_checkpoint": "netinit.formats",
+    "save_checkpoint": "netinit.formats",
+    "available_formats": "netinit.formats",
+    "Checkpoint": "netinit.formats",
+    "find_layers": "netinit.layers",
+    "Layer": "netinit.layers",
+    # graphs and metrics
+    "LayerGraph": "netinit.graph",
+    "NetworkGraph": "netinit.graph",
+    "in_strength": "netinit.metrics",
+    "out_strength": "netinit.metrics",
+    "strength_stats": "netinit.metrics",
+    "correlation_summary": "netinit.metrics",
+    "neuron_centrality": "netinit.metrics",
+    "layer_summary": "netinit.metrics",
+    "neuron_table": "netinit.metrics",
+    "analyze": "netinit.analyze",
+    "Analysis": "netinit.analyze",
+    "compare_checkpoints": "netinit.compare",
+}
 
 __all__ = [
     "__version__",
@@ -47,4 +75,19 @@ __all__ = [
     "NonFiniteError",
     "DtypeError",
     "OutputError",
+    "DataError",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'netinit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
