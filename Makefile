@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.netinit-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,frameworks]' torch==2.13.0
 	touch $(STAMP)
 
 venv: $(STAMP)
