@@ -60,6 +60,14 @@ _LAZY = {
     "analyze": "netinit.analyze",
     "Analysis": "netinit.analyze",
     "compare_checkpoints": "netinit.compare",
+    # neuron diversity
+    "diversity": "netinit.diversity",
+    "weight_diversity": "netinit.diversity",
+    "activation_diversity": "netinit.diversity",
+    "decorrelate": "netinit.diversity",
+    "decorrelated_": "netinit.diversity",
+    "Decorrelation": "netinit.diversity",
+    "DiversityTracker": "netinit.diversity",
 }
 
 __all__ = [

@@ -1,0 +1,1 @@
+"""Experiments and statistics built on netinit (netinit never imports this package)."""
