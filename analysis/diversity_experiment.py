@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.datasets import DATASETS, load_dataset
+from netinit.datasets import DATASETS, load_dataset
 from netinit._io import atomic_path
 from netinit._rng import layer_seed_sequence
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from sklearn.datasets import load_digits
+
+from netinit.datasets import load_dataset
 
 OUT = Path(__file__).resolve().parent / "examples"
 SEED = 0
@@ -41,11 +42,13 @@ def cnn() -> torch.nn.Module:
 
 
 def digits(image: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    d = load_digits()
-    x = torch.tensor(d.data / 16.0, dtype=torch.float32)
+    """The training split of ``netinit.datasets.load_dataset("digits")`` (standardised), as used by
+    ``netinit analyze --data digits``."""
+    d = load_dataset("digits", seed=SEED)
+    x = d.X_train
     if image:
         x = x.reshape(-1, 1, 8, 8)
-    return x, torch.tensor(d.target)
+    return x, d.y_train
 
 
 def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> float:

@@ -54,7 +54,8 @@ class Analysis:
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary: the checkpoint, per-layer key statistics, skipped tensors."""
         cols = [c for c in ("layer", "kind", "shape", "n_out", "n_in", "in_strength_var",
-                            "out_strength_var", "corr_in_mean_abs", "corr_out_mean_abs")
+                            "out_strength_var", "corr_in_mean_abs", "corr_out_mean_abs",
+                            "act_mean_abs_r", "act_effective_n", "dead_neurons")
                 if c in self.layers.columns]
         return {
             "checkpoint": self.checkpoint,
@@ -85,6 +86,8 @@ def analyze(
     centrality: str | None = None,
     k: int = 64,
     seed: int = 0,
+    data: Any = None,
+    activation: str = "relu",
     progress: Callable[[Iterable[Layer]], Iterable[Layer]] | None = None,
 ) -> Analysis:
     """Per-layer and per-neuron statistics of every weight layer of a checkpoint.
@@ -104,6 +107,12 @@ def analyze(
         Sources of the sampled path-based centralities.
     seed : int, default 0
         Seed of the sampled centralities; each layer's stream derives from it and its name.
+    data : array of shape (n_samples, n_features), optional
+        A batch of inputs: adds the activation-space diversity of each layer (``act_*`` and
+        ``dead_neurons`` columns) for checkpoints that store an MLP (a chain of linear layers;
+        see :func:`netinit.diversity.checkpoint.checkpoint_activation_diversity`).
+    activation : {"relu", "tanh", "sigmoid", "gelu"}
+        The nonlinearity between the MLP's layers when ``data`` is given.
     progress : callable, optional
         Wraps the iteration over layers (e.g. ``tqdm``).
 
@@ -154,6 +163,11 @@ def analyze(
         else:
             prev = None
     layers_df = pd.DataFrame(rows)
+    if data is not None:
+        from netinit.diversity.checkpoint import checkpoint_activation_diversity
+
+        act = checkpoint_activation_diversity(ckpt, data, layers=layers, activation=activation)
+        layers_df = layers_df.merge(act, on="layer", how="left")
     first = ["layer", "kind", "shape", "dtype"]
     layers_df = layers_df[first + [c for c in layers_df.columns if c not in first]]
     return Analysis(
@@ -167,5 +181,6 @@ def analyze(
               "reason": s.reason} for s in skipped],
             columns=["name", "shape", "dtype", "reason"]),
         chains=pd.DataFrame(chains, columns=["layer_a", "layer_b", "n_neurons", "strength_correlation"]),
-        options={"layers": layers, "embeddings": embeddings, "centrality": centrality, "k": k, "seed": seed},
+        options={"layers": layers, "embeddings": embeddings, "centrality": centrality, "k": k, "seed": seed,
+                 "data": None if data is None else f"{len(data)} samples", "activation": activation},
     )

@@ -61,6 +61,21 @@ def _open(path: str, args: argparse.Namespace):
     return ckpt
 
 
+def _data_batch(spec: str, samples: int, seed: int):
+    """Inputs for activation statistics: a bundled data set's test split, or a user's file."""
+    from netinit.datasets import DATASETS, load_dataset
+
+    if spec in ("digits", "mnist1d", "synthetic"):
+        ds = load_dataset(spec, seed=seed)
+    elif Path(spec).exists():
+        name = "fashion_mnist" if "fashion" in spec.lower() else "mnist"
+        ds = load_dataset(name, seed=seed, path=spec)
+    else:
+        raise SystemExit(f"netinit: --data expects one of {', '.join(d for d in DATASETS if 'mnist' != d)} "
+                         f"or the path of MNIST-style IDX files / an .npz; got {spec!r}")
+    return ds.X_test[:samples].numpy()
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from netinit.analyze import analyze
     from netinit.layers import find_layers
@@ -69,9 +84,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.output is None and not args.json:
         raise SystemExit("netinit analyze: give an output folder with -o DIR (or --json)")
     ckpt = _open(args.checkpoint, args)
+    data = _data_batch(args.data, args.samples, args.seed) if args.data else None
     result = analyze(ckpt, layers=args.layers, embeddings=args.embeddings,
                      centrality=None if args.centrality == "none" else args.centrality,
-                     k=args.k, seed=args.seed, progress=_progress("analyse", args.quiet))
+                     k=args.k, seed=args.seed, data=data, activation=args.activation,
+                     progress=_progress("analyse", args.quiet))
     written: list[Path] = []
     if args.output is not None:
         by_name = {layer.name: layer for layer in find_layers(ckpt, layers=args.layers,
@@ -172,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-k", type=int, default=64, help="source nodes of sampled centralities (default 64)")
     a.add_argument("--seed", type=int, default=0, help="seed of sampled centralities (default 0)")
     a.add_argument("--key", help="in a checkpoint holding several weight sets, the key of the one to use")
+    a.add_argument("--data", metavar="NAME|PATH",
+                   help="add activation diversity of an MLP checkpoint on data: digits, mnist1d, synthetic, "
+                        "or MNIST-style IDX files / .npz")
+    a.add_argument("--activation", choices=["relu", "tanh", "sigmoid", "gelu"], default="relu",
+                   help="nonlinearity between the MLP's layers with --data (default relu)")
+    a.add_argument("--samples", type=int, default=512, help="data samples for activation statistics (default 512)")
     a.add_argument("--neurons-format", choices=["csv", "parquet"], default="csv")
     a.add_argument("--no-plots", action="store_true", help="tables only")
     a.add_argument("--json", action="store_true", help="print a JSON summary on stdout")

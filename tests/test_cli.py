@@ -144,3 +144,19 @@ def test_formats_lists_registry(capsys):
     assert main(["formats"]) == 0
     out = capsys.readouterr().out
     assert "safetensors" in out and ".npz" in out and ".pt" in out
+
+
+def test_analyze_with_data_adds_activation_diversity(tmp_path, capsys):
+    assert main(["analyze", str(EXAMPLES / "mlp_digits.safetensors"), "--data", "digits", "--json", "-q",
+                 "--samples", "200"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    rows = summary["layers"]
+    assert [r["layer"] for r in rows] == ["0.weight", "2.weight", "4.weight"]
+    for r in rows:
+        assert 0.0 <= r["act_mean_abs_r"] <= 1.0 and 1.0 <= r["act_effective_n"]
+        assert r["dead_neurons"] >= 0
+    assert summary["options"]["data"] == "200 samples"
+    assert main(["analyze", str(EXAMPLES / "cnn_digits.safetensors"), "--data", "digits", "--json"]) == 1
+    assert "holds conv2d layers" in _err_line(capsys)
+    with pytest.raises(SystemExit, match="--data expects one of"):
+        main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "--data", "cifar", "--json"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.datasets import load_dataset, read_idx
+from netinit.datasets import load_dataset, read_idx
 from netinit.errors import DataError
 
 
