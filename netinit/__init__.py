@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 from netinit.errors import (  # noqa: E402
     CorruptFileError,
     DataError,
+    DeviceError,
     DtypeError,
     FormatError,
     LayerError,
@@ -84,6 +85,7 @@ __all__ = [
     "DtypeError",
     "OutputError",
     "DataError",
+    "DeviceError",
     *_LAZY,
 ]
 

@@ -20,6 +20,7 @@ __all__ = [
     "DtypeError",
     "OutputError",
     "DataError",
+    "DeviceError",
 ]
 
 
@@ -69,3 +70,7 @@ class OutputError(NetinitError, OSError):
 
 class DataError(NetinitError, ValueError):
     """Data passed for activation statistics is unusable (too few samples, NaN, ...)."""
+
+
+class DeviceError(NetinitError, RuntimeError):
+    """A device was asked for that this machine does not have (``cuda`` without a GPU)."""

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from netinit._io import check_not_input
-from netinit._rng import layer_generator, layer_seed_sequence
-from netinit.errors import OutputError
+from netinit._rng import layer_generator
+from netinit.errors import DeviceError, OutputError
 from netinit.formats import Checkpoint, load_checkpoint, save_checkpoint
 from netinit.layers import Layer, find_layers
 
@@ -39,15 +39,17 @@ def _ratio(after: float, before: float) -> float:
 
 def _rewire_matrix(W: np.ndarray, seed: int, name: str, passes: str, device: str) -> np.ndarray:
     if device == "cpu":
-        from netinit.rewire.api import pa_rewire
+        from netinit.rewire.pa import pa_rewire
 
         return pa_rewire(W, rng=layer_generator(seed, name), passes=passes)
     import torch
 
-    from netinit.rewire.api import pa_rewire_, torch_generator
+    from netinit.rewire.model import _torch_seed
+    from netinit.rewire.pa import pa_rewire_
 
     t = torch.from_numpy(np.ascontiguousarray(W)).to(device)
-    pa_rewire_(t, generator=torch_generator(layer_seed_sequence(seed, name), t.device), passes=passes)
+    generator = torch.Generator(device=t.device).manual_seed(_torch_seed(seed, name))
+    pa_rewire_(t, generator=generator, passes=passes)
     return t.cpu().numpy()
 
 
@@ -105,7 +107,7 @@ def rewire_checkpoint(
         import torch
 
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+            raise DeviceError(f"device {device!r} asked for, but CUDA is not available here")
     found, _ = find_layers(ckpt, layers=layers)
     rows = []
     replacements: dict[str, np.ndarray] = {}
