@@ -141,7 +141,24 @@ def cmd_rewire(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analysis_cli():
+    """The experiment commands live in the ``analysis`` package (the edge), which netinit's core
+    never imports; only this command-line glue reaches for it, lazily."""
+    try:
+        import analysis.cli
+    except ImportError as exc:  # netinit installed without the analysis package
+        raise SystemExit(f"netinit: the experiment commands need the 'analysis' package of the netinit "
+                         f"repository (pip install -e . from a checkout): {exc}") from None
+    return analysis.cli
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
+    if args.b is None:  # one positional argument: an experiment results folder
+        acli = _analysis_cli()
+        if not acli.is_results_dir(args.a):
+            raise SystemExit(f"netinit compare: {args.a} is not an experiment results folder (no experiment.json); "
+                             "to compare two checkpoints give both: netinit compare A B -o DIR")
+        return acli.compare_results_command(args)
     from netinit.compare import compare_checkpoints
     from netinit.report_compare import write_comparison
 
@@ -221,9 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
     r.set_defaults(func=cmd_rewire)
 
-    c = sub.add_parser("compare", help="compare two checkpoints layer by layer (e.g. initial vs trained)")
-    c.add_argument("a", help="first checkpoint (A)")
-    c.add_argument("b", help="second checkpoint (B), any format")
+    c = sub.add_parser("compare", help="compare two checkpoints layer by layer (e.g. initial vs trained), "
+                                       "or the methods of an experiment results folder")
+    c.add_argument("a", help="first checkpoint (A), or an experiment results folder")
+    c.add_argument("b", nargs="?", help="second checkpoint (B), any format; omit it for a results folder")
     c.add_argument("-o", "--output", help="output folder for tables, figures and report.html")
     c.add_argument("--layers", metavar="REGEX", help="compare only layers whose tensor name matches")
     c.add_argument("--allow-mismatch", action="store_true",
@@ -235,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stored orientation of 2-D weights matching REGEX (repeatable), e.g. 'c_proj=in_out'")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
     c.set_defaults(func=cmd_compare)
+    try:
+        acli = _analysis_cli()
+    except SystemExit:
+        acli = None
+    if acli is not None:
+        acli.add_compare_results_options(c)
+        acli.add_experiment_commands(sub)
 
     f = sub.add_parser("formats", help="list supported checkpoint formats")
     f.set_defaults(func=cmd_formats)

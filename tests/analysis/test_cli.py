@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import argparse
+
+from analysis.cli import add_experiment_commands, is_results_dir, main
+
+
+def _toml(tmp_path):
+    p = tmp_path / "tiny.toml"
+    p.write_text('name = "cli"\n[model]\nhidden = [8]\n[train]\nepochs = 1\n[stats]\nsamples = 64\n'
+                 '[grid]\nmethods = ["default", "default+pa", "orthogonal"]\nseeds = 2\n')
+    return p
+
+
+def test_experiment_then_compare(tmp_path, capsys, torch_one_thread):
+    cfg = _toml(tmp_path)
+    res, rep = tmp_path / "results", tmp_path / "report"
+    assert main(["experiment", str(cfg), "-o", str(res), "--serial", "--set", "train.lr=0.1"]) == 0
+    err = capsys.readouterr().err
+    assert "6 runs planned: 0 already finished, 6 ran, 0 diverged, 0 raised" in err
+    assert "2 left" in err  # progress: runs done / failed / left
+    assert is_results_dir(res) and not is_results_dir(tmp_path)
+    assert main(["experiment", str(cfg), "-o", str(res), "--dry-run", "--set", "train.lr=0.1"]) == 0
+    assert "6 runs, 6 already finished" in capsys.readouterr().out
+    assert main(["compare", str(res), "-o", str(rep)]) == 0
+    err = capsys.readouterr().err
+    assert "test_acc at the last epoch (1): " in err and "Friedman test over 3 conditions" in err
+    assert (rep / "report.html").is_file()
+
+
+def test_bad_config_exits_1_with_the_reason(tmp_path, capsys):
+    p = tmp_path / "bad.toml"
+    p.write_text('[grid]\nmethods = ["kaiming"]\n')
+    assert main(["experiment", str(p), "-o", str(tmp_path / "r")]) == 1
+    assert "unknown initialiser 'kaiming'; initialisers: default, kaiming_uniform" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path), "-o", str(tmp_path / "rep")]) == 1
+    assert "not a results folder" in capsys.readouterr().err
+
+
+def test_add_experiment_commands_plugs_into_a_parser(tmp_path):
+    parser = argparse.ArgumentParser(prog="netinit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_experiment_commands(sub)
+    args = parser.parse_args(["experiment", "c.toml", "-o", "out", "--scheduler", "tcp://127.0.0.1:8786",
+                              "--seeds", "5"])
+    assert args.scheduler == "tcp://127.0.0.1:8786" and args.seeds == 5 and callable(args.func)
