@@ -109,7 +109,7 @@ def _positive(section: str, key: str, value: float, *, allow_zero: bool = False)
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``[data]``: which data set (``analysis.datasets``) and how it is split."""
+    """``[data]``: which data set (``netinit.datasets``) and how it is split."""
 
     name: str = "digits"
     path: str | None = None       #: mnist / fashion_mnist: folder of IDX files or an .npz
@@ -118,7 +118,7 @@ class DataConfig:
     n_samples: int = 3000         #: synthetic only
 
     def __post_init__(self) -> None:
-        from analysis.datasets import DATASETS
+        from netinit.datasets import DATASETS
 
         _choice("data", "name", self.name.replace("-", "_"), DATASETS)
         if not 0.0 < self.test_size < 1.0:

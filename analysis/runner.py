@@ -142,7 +142,7 @@ class GridResult:
 # --------------------------------------------------------------------------- one run
 @functools.lru_cache(maxsize=4)
 def _dataset(data_cfg: Any) -> Any:
-    from analysis.datasets import load_dataset
+    from netinit.datasets import load_dataset
 
     return load_dataset(data_cfg.name, seed=data_cfg.split_seed, test_size=data_cfg.test_size,
                         path=data_cfg.path, n_samples=data_cfg.n_samples)

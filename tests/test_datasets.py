@@ -1,4 +1,4 @@
-"""analysis.datasets: digits, mnist1d, synthetic and user-provided MNIST files."""
+"""netinit.datasets: digits, mnist1d, synthetic and user-provided MNIST files."""
 
 from __future__ import annotations
 
