@@ -1,0 +1,142 @@
+"""rewire_model_: layer discovery, orientation, per-layer streams, the summary table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from netinit.errors import LayerError, NoLayersError
+from netinit.rewire import rewire_model_
+from netinit.rewire.model import COLUMNS, _from_canonical, _to_canonical
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3, groups=2))
+        self.up = nn.ConvTranspose2d(16, 6, 3, groups=2)
+        self.seq = nn.Conv1d(4, 5, 3)
+        self.attn = nn.MultiheadAttention(12, 3)
+        self.head = nn.Sequential(nn.Linear(12, 20), nn.ReLU(), nn.Linear(20, 10))
+        for p in self.parameters():  # fixed, seed-independent of torch's global state
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+
+
+EXPECTED = [
+    "features.0.weight", "features.2.weight", "up.weight", "seq.weight",
+    "attn.in_proj_weight", "attn.out_proj.weight", "head.0.weight", "head.2.weight",
+]
+
+
+def _state(net):
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def test_table_and_invariants():
+    net = Net()
+    before = _state(net)
+    table = rewire_model_(net, seed=0)
+    assert list(table.columns) == list(COLUMNS)
+    assert list(table["layer"]) == EXPECTED
+    assert table.loc[table["layer"] == "up.weight", "shape"].item() == (16, 3, 3, 3)
+    after = net.state_dict()
+    for name, old in before.items():
+        if name in EXPECTED:
+            assert not torch.equal(after[name], old), name
+            assert torch.equal(after[name].flatten().sort().values, old.flatten().sort().values), name
+        else:  # biases are untouched
+            assert torch.equal(after[name], old), name
+    assert (table["ratio_in"] < 1).mean() > 0.7 and (table["ratio_out"] < 1).mean() > 0.7
+    np.testing.assert_allclose(table["ratio_in"], table["in_strength_var_after"] / table["in_strength_var_before"])
+
+
+def test_deterministic_seeded_and_independent_of_other_layers():
+    a, b, c, d = Net(), Net(), Net(), Net()
+    rewire_model_(a, seed=0)
+    rewire_model_(b, seed=0)
+    rewire_model_(c, seed=1)
+    rewire_model_(d, seed=0, layers=r"^head\.2$")
+    sa, sb, sc, sd = (m.state_dict() for m in (a, b, c, d))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["head.0.weight"], sc["head.0.weight"])
+    assert torch.equal(sd["head.2.weight"], sa["head.2.weight"])  # same stream when alone
+    assert torch.equal(sd["head.0.weight"], Net().state_dict()["head.0.weight"])  # not selected
+
+
+def test_layers_regex():
+    table = rewire_model_(Net(), seed=0, layers="features|up")
+    assert list(table["layer"]) == ["features.0.weight", "features.2.weight", "up.weight"]
+    with pytest.raises(LayerError, match=r"layers='decoder' matches no module name of Net"):
+        rewire_model_(Net(), layers="decoder")
+    with pytest.raises(LayerError, match=r"layers='\(' is not a valid regular expression"):
+        rewire_model_(Net(), layers="(")
+
+
+def test_no_layers_and_bad_options():
+    with pytest.raises(NoLayersError, match="ReLU has no Linear, Conv"):
+        rewire_model_(nn.ReLU())
+    with pytest.raises(ValueError, match="passes must be one of"):
+        rewire_model_(Net(), passes="rowz")
+    with pytest.raises(ValueError, match="non-negative integer; got -2"):
+        rewire_model_(Net(), stabilize=-2)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        rewire_model_(Net(), seed=-1)
+
+
+def test_conv_transpose_orientation():
+    """Canonical row ``o`` holds the weights feeding output channel ``o`` (groups respected)."""
+    m = nn.ConvTranspose2d(6, 4, (2, 3), groups=2)  # weight (in=6, out/g=2, 2, 3)
+    w = m.weight.detach()
+    M = _to_canonical(w, 2)
+    assert M.shape == (4, 3 * 6)
+    for o in range(4):
+        grp, oo = divmod(o, 2)
+        feeding = w[3 * grp : 3 * grp + 3, oo]  # (in/g, kh, kw)
+        assert torch.equal(M[o], feeding.reshape(-1))
+    # output channel o's in-strength read off the layer itself: response to a unit input
+    x = torch.ones(1, 6, 1, 1)
+    y = torch.nn.functional.conv_transpose2d(x, w, groups=2).sum(dim=(0, 2, 3))
+    torch.testing.assert_close(y, M.sum(1))
+    back = torch.empty_like(w)
+    _from_canonical(M, back, 2)
+    assert torch.equal(back, w)
+
+
+def test_conv_transpose_rows_pass_keeps_each_output_channels_weights():
+    net = nn.Sequential(nn.ConvTranspose2d(6, 4, 3, groups=2))
+    w0 = net[0].weight.detach().clone()
+    rewire_model_(net, seed=3, passes="rows")
+    M0, M1 = _to_canonical(w0, 2), _to_canonical(net[0].weight.detach(), 2)
+    assert torch.equal(M0.sort(dim=1).values, M1.sort(dim=1).values)
+    assert not torch.equal(M0, M1)
+
+
+def test_bfloat16_model_and_grad_flag():
+    net = Net().to(torch.bfloat16)
+    before = net.head[0].weight.detach().clone()
+    rewire_model_(net, seed=0)
+    w = net.head[0].weight
+    assert w.dtype == torch.bfloat16 and w.requires_grad
+    assert torch.equal(w.detach().flatten().sort().values, before.flatten().sort().values)
+
+
+def test_shared_weight_rewired_once():
+    lin = nn.Linear(8, 8)
+    net = nn.Sequential(lin, nn.ReLU(), lin)
+    table = rewire_model_(net, seed=0)
+    assert list(table["layer"]) == ["0.weight"]
+
+
+def test_stabilize_then_rewire():
+    a, b = Net(), Net()
+    t = rewire_model_(a, seed=0, stabilize=4)
+    rewire_model_(b, seed=0, stabilize=4)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    c = Net()
+    rewire_model_(c, seed=0, stabilize=4, initializer="kaiming_normal", layers="head")
+    assert not torch.equal(c.head[0].weight, a.head[0].weight)
+    assert len(t) == len(EXPECTED)
