@@ -58,11 +58,17 @@ _LAZY = {
     "neuron_centrality": "netinit.metrics",
     "layer_summary": "netinit.metrics",
     "neuron_table": "netinit.metrics",
-    "analyze": "netinit.analyze",
-    "Analysis": "netinit.analyze",
+    "analyze": "netinit.analyzer",
+    "Analysis": "netinit.analyzer",
     "compare_checkpoints": "netinit.compare",
+    # PA rewiring
+    "pa_rewire": "netinit.rewire",
+    "pa_rewire_": "netinit.rewire",
+    "rewire_model_": "netinit.rewire",
+    "stabilize": "netinit.rewire",
+    "stabilize_": "netinit.rewire",
+    "rewire_checkpoint": "netinit.rewire.checkpoint",
     # neuron diversity
-    "diversity": "netinit.diversity",
     "weight_diversity": "netinit.diversity",
     "activation_diversity": "netinit.diversity",
     "decorrelate": "netinit.diversity",
@@ -90,7 +96,13 @@ __all__ = [
 ]
 
 
+#: ``netinit.diversity`` is the subpackage, callable as its per-layer ``diversity`` table
+__all__.append("diversity")
+
+
 def __getattr__(name: str) -> Any:
+    if name == "diversity":
+        return importlib.import_module("netinit.diversity")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'netinit' has no attribute {name!r}")

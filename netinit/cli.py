@@ -77,7 +77,7 @@ def _data_batch(spec: str, samples: int, seed: int):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from netinit.analyze import analyze
+    from netinit.analyzer import analyze
     from netinit.layers import find_layers
     from netinit.report import write_report
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from netinit._io import atomic_path, prepare_output_dir
-from netinit.analyze import Analysis
+from netinit.analyzer import Analysis
 
 __all__ = ["write_report", "OUTPUT_FILES"]
 

@@ -25,11 +25,17 @@ stored copy. Every definition here is therefore our design (``shared/specs/diver
 * :mod:`~netinit.diversity.tracker`: :class:`DiversityTracker` (tidy table over training).
 
 Names are loaded on first use, so ``import netinit.diversity`` does not import torch.
+
+The package itself is callable: ``netinit.diversity(model, batch)`` is
+:func:`~netinit.diversity.measures.diversity`, so the per-layer table is one call away while
+``netinit.diversity.Decorrelation`` and ``import netinit.diversity`` keep working.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __all__ = [
@@ -73,3 +79,15 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _CallableModule(types.ModuleType):
+    """This package, callable as :func:`~netinit.diversity.measures.diversity`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from netinit.diversity.measures import diversity
+
+        return diversity(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
