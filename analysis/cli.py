@@ -3,7 +3,7 @@
 ``netinit.cli`` calls :func:`add_experiment_commands` to add the ``experiment`` subcommand, and
 dispatches ``netinit compare X -o DIR`` with a single positional argument that is a results
 folder (:func:`is_results_dir`) to :func:`compare_results_command`. ``python -m analysis.cli``
-offers both without netinit's CLI.
+is the same as ``netinit``.
 
 Exit status: 0 success (runs that diverged are results, not errors), 1 bad input or runs that
 raised (rerun to retry them), 2 usage.
@@ -156,33 +156,10 @@ def compare_results_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m analysis.cli {experiment,compare} ...`` (the same as the netinit subcommands)."""
-    from netinit.errors import NetinitError
+    """``python -m analysis.cli ...`` is ``netinit ...`` (one command line for everything)."""
+    from netinit.cli import main as netinit_main
 
-    parser = argparse.ArgumentParser(prog="python -m analysis.cli")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_experiment_commands(sub)
-    c = sub.add_parser("compare", help="statistics, figures and report of a results folder")
-    c.add_argument("a", metavar="RESULTS_DIR")
-    c.add_argument("-o", "--output", required=True, help="report folder")
-    c.add_argument("--force", action="store_true", help="write into a folder that holds other files")
-    c.add_argument("--no-plots", action="store_true", help="tables and report without figures")
-    c.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    c.add_argument("-q", "--quiet", action="store_true")
-    add_compare_results_options(c)
-    c.set_defaults(func=compare_results_command)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (NetinitError, FileNotFoundError, PermissionError) as exc:
-        if args.debug:
-            raise
-        _err(f"netinit: error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        _err("netinit: interrupted")
-        return 130
+    return netinit_main(argv)
 
 
 if __name__ == "__main__":

@@ -398,7 +398,7 @@ def conclusion_text(rep: ResultsReport, *, kinds: Sequence[str] | None = None) -
         p = power.merge(t[["method", "reference"]], on=["method", "reference"])
         need = p["seeds_needed_80"].dropna()
         if len(p):
-            lines.append(f"Seeds needed for 80% power (paired t-test, this run as pilot): "
+            lines.append("Seeds needed for 80% power (paired t-test, this run as pilot): "
                          + (f"{int(need.min())} to {int(need.max())} for the {len(need)} comparisons with an "
                             f"observed difference" if len(need) else "no comparison shows a difference")
                          + f"; {int(p['pilot_seeds'].max())} were run.")

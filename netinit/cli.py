@@ -156,8 +156,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.b is None:  # one positional argument: an experiment results folder
         acli = _analysis_cli()
         if not acli.is_results_dir(args.a):
-            raise SystemExit(f"netinit compare: {args.a} is not an experiment results folder (no experiment.json); "
-                             "to compare two checkpoints give both: netinit compare A B -o DIR")
+            from netinit.errors import NetinitError
+
+            raise NetinitError(f"{args.a}: not an experiment results folder (no experiment.json); "
+                               "to compare two checkpoints give both: netinit compare A B -o DIR")
         return acli.compare_results_command(args)
     from netinit.compare import compare_checkpoints
     from netinit.report_compare import write_comparison

@@ -22,10 +22,23 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["TensorInfo", "Checkpoint", "Format", "FLOAT_DTYPES", "numpy_dtype_name"]
+__all__ = ["TensorInfo", "Checkpoint", "Format", "FLOAT_DTYPES", "numpy_dtype_name", "zip_entries"]
 
 #: dtypes netinit analyses and rewires; every other dtype is reported as skipped.
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def zip_entries(head: bytes, path: Path) -> list[str] | None:
+    """Member names of a zip archive whose first bytes are ``head``; ``None`` if it is not one."""
+    import zipfile
+
+    if head[:4] != b"PK\x03\x04":
+        return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
 
 
 def numpy_dtype_name(dtype: Any) -> str:

@@ -76,7 +76,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from netinit.errors import CorruptFileError, FormatError, ShapeError
-from netinit.formats.base import Checkpoint, Format, TensorInfo
+from netinit.formats.base import Checkpoint, Format, TensorInfo, zip_entries
 
 __all__ = ["KerasFormat", "KerasCheckpoint"]
 
@@ -618,13 +618,10 @@ class KerasFormat(Format):
     def sniff(self, head: bytes, path: Path) -> bool:
         if head.startswith(_HDF5_MAGIC):
             return True
-        if head[:4] != b"PK\x03\x04":
+        entries = zip_entries(head, path)
+        if entries is None:
             return False
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = set(z.namelist())
-        except (zipfile.BadZipFile, OSError):
-            return False
+        names = set(entries)
         return _WEIGHTS in names or {"config.json", "metadata.json"} <= names
 
     def open(self, path: Path) -> KerasCheckpoint:

@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from netinit.errors import CorruptFileError, ShapeError, UnsafeCheckpointError
-from netinit.formats.base import Checkpoint, Format, TensorInfo
+from netinit.formats.base import Checkpoint, Format, TensorInfo, zip_entries
 
 __all__ = ["NpzFormat", "NpzCheckpoint"]
 
@@ -76,12 +76,8 @@ class NpzFormat(Format):
     suffixes = (".npz",)
 
     def sniff(self, head: bytes, path: Path) -> bool:
-        if head[:4] != b"PK\x03\x04":
-            return False
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except (zipfile.BadZipFile, OSError):
+        names = zip_entries(head, path)
+        if names is None:
             return False
         return bool(names) and all(n.endswith(".npy") for n in names)
 

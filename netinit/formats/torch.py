@@ -33,7 +33,7 @@ import numpy as np
 
 from netinit.errors import CorruptFileError, FormatError, ShapeError, UnsafeCheckpointError
 from netinit.formats import _layouts
-from netinit.formats.base import Checkpoint, Format, TensorInfo, numpy_dtype_name
+from netinit.formats.base import Checkpoint, Format, TensorInfo, numpy_dtype_name, zip_entries
 from netinit.formats.torchscript import is_torchscript_archive
 
 __all__ = ["TorchFormat", "TorchCheckpoint", "CONTAINER_KEYS"]
@@ -244,12 +244,8 @@ class TorchFormat(Format):
     def sniff(self, head: bytes, path: Path) -> bool:
         if head.startswith(_LEGACY_MAGIC):
             return True
-        if head[:4] != b"PK\x03\x04":
-            return False
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except (zipfile.BadZipFile, OSError):
+        names = zip_entries(head, path)
+        if names is None:
             return False
         return any(n.endswith("data.pkl") for n in names) and not is_torchscript_archive(names)
 

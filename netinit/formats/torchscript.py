@@ -44,7 +44,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from netinit.errors import CorruptFileError, FormatError, ShapeError, UnsafeCheckpointError
-from netinit.formats.base import Checkpoint, Format, TensorInfo
+from netinit.formats.base import Checkpoint, Format, TensorInfo, zip_entries
 from netinit.formats.safetensors import bf16_bits_to_float32, float32_to_bf16_bits
 
 __all__ = ["TorchScriptFormat", "TorchScriptCheckpoint", "is_torchscript_archive"]
@@ -335,12 +335,8 @@ class TorchScriptFormat(Format):
     suffixes = (".jit", ".torchscript")
 
     def sniff(self, head: bytes, path: Path) -> bool:
-        if head[:4] != b"PK\x03\x04":
-            return False
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except (zipfile.BadZipFile, OSError):
+        names = zip_entries(head, path)
+        if names is None:
             return False
         return any(n.endswith("data.pkl") for n in names) and is_torchscript_archive(names)
 

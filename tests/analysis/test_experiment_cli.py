@@ -34,7 +34,7 @@ def test_bad_config_exits_1_with_the_reason(tmp_path, capsys):
     assert main(["experiment", str(p), "-o", str(tmp_path / "r")]) == 1
     assert "unknown initialiser 'kaiming'; initialisers: default, kaiming_uniform" in capsys.readouterr().err
     assert main(["compare", str(tmp_path), "-o", str(tmp_path / "rep")]) == 1
-    assert "not a results folder" in capsys.readouterr().err
+    assert "not an experiment results folder" in capsys.readouterr().err
 
 
 def test_add_experiment_commands_plugs_into_a_parser(tmp_path):
