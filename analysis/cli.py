@@ -1,8 +1,10 @@
-"""Command-line glue for experiments: ``netinit experiment`` and ``netinit compare RESULTS_DIR``.
+"""Command-line glue for experiments: ``netinit experiment``, ``netinit compare RESULTS_DIR`` and
+``netinit analyze CKPT --workers N``.
 
-``netinit.cli`` calls :func:`add_experiment_commands` to add the ``experiment`` subcommand, and
+``netinit.cli`` calls :func:`add_experiment_commands` to add the ``experiment`` subcommand,
 dispatches ``netinit compare X -o DIR`` with a single positional argument that is a results
-folder (:func:`is_results_dir`) to :func:`compare_results_command`. ``python -m analysis.cli``
+folder (:func:`is_results_dir`) to :func:`compare_results_command`, and ``netinit analyze`` with
+``--workers`` above 1 or a ``--scheduler`` to :func:`analyze_parallel_command`. ``python -m analysis.cli``
 is the same as ``netinit``.
 
 Exit status: 0 success (runs that diverged are results, not errors), 1 bad input or runs that
@@ -23,6 +25,7 @@ __all__ = [
     "add_compare_results_options",
     "cmd_experiment",
     "compare_results_command",
+    "analyze_parallel_command",
     "is_results_dir",
     "main",
 ]
@@ -153,6 +156,28 @@ def compare_results_command(args: argparse.Namespace) -> int:
         _err(f"netinit compare: wrote {len(rep.files)} files to {args.output} "
              f"(open {Path(args.output) / 'report.html'})")
     return 0
+
+
+def analyze_parallel_command(args: argparse.Namespace) -> Any:
+    """The :class:`~netinit.analyzer.Analysis` of ``netinit analyze CKPT --workers N [--scheduler ADDRESS]``.
+
+    Reads ``args.checkpoint``, ``workers``, ``scheduler``, ``layers``, ``centrality``, ``k``,
+    ``seed``, ``quiet``; refuses the options the workers cannot reproduce (they open the file by
+    its path alone): ``--data``, ``--key``, ``--layout``, ``--embeddings``.
+    """
+    from analysis.parallel import analyze_parallel
+
+    given = [opt for opt, value in (("--data", args.data), ("--key", args.key), ("--layout", args.layout),
+                                    ("--embeddings", args.embeddings)) if value]
+    if given:
+        raise SystemExit(f"netinit analyze: --workers/--scheduler cannot be combined with {', '.join(given)}; "
+                         "drop them, or analyse in one process (--workers 1, no --scheduler)")
+    if not args.quiet:
+        where = f"on {args.scheduler}" if args.scheduler else f"on a local cluster of {args.workers} worker processes"
+        _err(f"netinit analyze: one task per layer {where}")
+    return analyze_parallel(args.checkpoint, workers=args.workers, scheduler=args.scheduler, layers=args.layers,
+                            centrality=None if args.centrality == "none" else args.centrality,
+                            k=args.k, seed=args.seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -112,7 +112,7 @@ class DataConfig:
     """``[data]``: which data set (``netinit.datasets``) and how it is split."""
 
     name: str = "digits"
-    path: str | None = None       #: mnist / fashion_mnist: folder of IDX files or an .npz
+    path: str | None = None       #: mnist / fashion_mnist: IDX folder or .npz; cifar10: cifar-10-batches-py or .npz
     test_size: float = 0.25       #: digits / synthetic
     split_seed: int = 0           #: the train/test split is the same for every run
     n_samples: int = 3000         #: synthetic only
@@ -127,6 +127,8 @@ class DataConfig:
         _positive("data", "n_samples", self.n_samples)
         if self.name.replace("-", "_") in ("mnist", "fashion_mnist") and not self.path:
             raise ConfigError(f"data.name = {self.name!r} needs data.path (a folder of IDX files or an .npz)")
+        if self.name == "cifar10" and not self.path:
+            raise ConfigError("data.name = 'cifar10' needs data.path (the cifar-10-batches-py folder or an .npz)")
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ Architectures (:func:`build_model`), all for inputs flattened to ``(batch, featu
 ``mlp``
     ``fc1 -> act1 -> ... -> fcL -> actL -> out``, hidden widths ``hidden``.
 ``cnn``
-    The features reshaped to an image (``(1, s, s)`` when ``features = s^2``, ``s >= 4``; else a
-    1-D signal ``(1, features)``), then per stage ``conv{i}`` (3 wide, padding 1) ``-> act{i}``,
-    a max-pool between stages, an adaptive average pool (2x2 or 4) and the linear ``out``.
+    The features reshaped to an image or a signal (:func:`input_shape`: ``(3, 32, 32)`` for
+    CIFAR-10's 3072, ``(1, s, s)`` when ``features = s^2``, else ``(1, features)``), then per
+    stage ``conv{i}`` (3 wide, padding 1) ``-> act{i}``, a max-pool between stages, an adaptive
+    average pool (2x2 or 4) and the linear ``out``.
 ``resnet``
     A ResNet-style CNN (He et al. 2016): a stem convolution with batch norm, ``blocks`` basic
     residual blocks per stage (two 3-wide convolutions with batch norm; the first block of every
@@ -54,8 +55,35 @@ def seed_int(seed: int, name: str) -> int:
     return int(layer_seed_sequence(seed, name).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-def input_shape(n_features: int) -> tuple[int, ...]:
-    """The image ``(1, s, s)`` when ``n_features = s^2`` with ``s >= 4``, else ``(1, n_features)``."""
+def input_shape(n_features: int, image_shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The shape ``(channels, *spatial)`` the CNNs see the flattened (channel-first) inputs as.
+
+    In order: ``image_shape`` when given; the image shape of a data set of
+    :data:`netinit.datasets.IMAGE_SHAPES` with ``n_features`` inputs (3072: CIFAR-10's
+    ``(3, 32, 32)``); the grey image ``(1, s, s)`` when ``n_features = s^2`` with ``s >= 4``;
+    else the 1-D signal ``(1, n_features)``.
+
+    Raises
+    ------
+    ValueError
+        ``image_shape`` does not hold ``n_features`` values.
+
+    Examples
+    --------
+    >>> input_shape(3072), input_shape(784), input_shape(40)
+    ((3, 32, 32), (1, 28, 28), (1, 40))
+    """
+    from netinit.datasets import IMAGE_SHAPES
+
+    if image_shape is not None:
+        shape = tuple(int(d) for d in image_shape)
+        if len(shape) not in (2, 3) or math.prod(shape) != n_features:
+            raise ValueError(f"image_shape must be (channels, length) or (channels, height, width) holding "
+                             f"the {n_features} input features, got {image_shape!r}")
+        return shape
+    known = {math.prod(shape): shape for shape in IMAGE_SHAPES.values()}
+    if n_features in known:
+        return known[n_features]
     s = math.isqrt(n_features)
     return (1, s, s) if s * s == n_features and s >= 4 else (1, n_features)
 
@@ -77,16 +105,15 @@ def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str) -> Any
     return nn.Sequential(OrderedDict(layers))
 
 
-def _cnn(n_features: int, channels: tuple[int, ...], n_out: int, activation: str) -> Any:
+def _cnn(shape: tuple[int, ...], channels: tuple[int, ...], n_out: int, activation: str) -> Any:
     import torch.nn as nn
 
-    shape = input_shape(n_features)
     two_d = len(shape) == 3
     conv, pool, gap = ((nn.Conv2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d) if two_d
                        else (nn.Conv1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d))
     out_size = 2 if two_d else 4
     layers: list[tuple[str, Any]] = [("unflatten", nn.Unflatten(1, shape))]
-    c_in = 1
+    c_in = shape[0]
     for i, c in enumerate(channels, start=1):
         if i > 1:
             layers.append((f"pool{i - 1}", pool(2, ceil_mode=True)))
@@ -97,10 +124,9 @@ def _cnn(n_features: int, channels: tuple[int, ...], n_out: int, activation: str
     return nn.Sequential(OrderedDict(layers))
 
 
-def _resnet(n_features: int, channels: tuple[int, ...], blocks: int, n_out: int, activation: str) -> Any:
+def _resnet(shape: tuple[int, ...], channels: tuple[int, ...], blocks: int, n_out: int, activation: str) -> Any:
     import torch.nn as nn
 
-    shape = input_shape(n_features)
     two_d = len(shape) == 3
     conv, bn, gap = ((nn.Conv2d, nn.BatchNorm2d, nn.AdaptiveAvgPool2d) if two_d
                      else (nn.Conv1d, nn.BatchNorm1d, nn.AdaptiveAvgPool1d))
@@ -125,7 +151,7 @@ def _resnet(n_features: int, channels: tuple[int, ...], blocks: int, n_out: int,
 
     layers: list[tuple[str, Any]] = [
         ("unflatten", nn.Unflatten(1, shape)),
-        ("stem", conv(1, channels[0], 3, padding=1, bias=False)), ("stem_bn", bn(channels[0])),
+        ("stem", conv(shape[0], channels[0], 3, padding=1, bias=False)), ("stem_bn", bn(channels[0])),
         ("stem_act", _act(activation)),
     ]
     c_in = channels[0]
@@ -138,8 +164,12 @@ def _resnet(n_features: int, channels: tuple[int, ...], blocks: int, n_out: int,
     return nn.Sequential(OrderedDict(layers))
 
 
-def build_model(cfg: ModelConfig, n_features: int, n_classes: int) -> Any:
+def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
+                image_shape: tuple[int, ...] | None = None) -> Any:
     """The network of ``cfg`` for ``n_features`` inputs and ``n_classes`` outputs (torch defaults).
+
+    The CNNs unflatten the inputs to ``input_shape(n_features, image_shape)`` (:func:`input_shape`):
+    pass ``image_shape`` (``(channels, height, width)``) for images of a size it does not know.
 
     Examples
     --------
@@ -151,8 +181,8 @@ def build_model(cfg: ModelConfig, n_features: int, n_classes: int) -> Any:
     if cfg.arch == "mlp":
         return _mlp(n_features, cfg.hidden, n_classes, cfg.activation)
     if cfg.arch == "cnn":
-        return _cnn(n_features, cfg.channels, n_classes, cfg.activation)
-    return _resnet(n_features, cfg.channels, cfg.blocks, n_classes, cfg.activation)
+        return _cnn(input_shape(n_features, image_shape), cfg.channels, n_classes, cfg.activation)
+    return _resnet(input_shape(n_features, image_shape), cfg.channels, cfg.blocks, n_classes, cfg.activation)
 
 
 def weight_layers(model: Any) -> dict[str, Any]:

@@ -502,18 +502,11 @@ def run_grid(
 
 def _run_dask(cfg_dict: dict[str, Any], todo: list[tuple[str, int]], results_dir: Path, scheduler: str,
               workers: int, threads: int, tell: Callable[[dict[str, Any]], None]) -> None:
-    import logging
+    from distributed import as_completed
 
-    from distributed import Client, LocalCluster, as_completed
+    from analysis.parallel import dask_client
 
-    cluster = None
-    if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster)
-    else:
-        client = Client(scheduler)
-    try:
+    with dask_client(scheduler, workers=workers) as client:
         where = str(results_dir.resolve())
         token = uuid.uuid4().hex[:8]  # keys unique to this grid, even on a cluster shared by several
         futures = {client.submit(_execute, cfg_dict, lab, s, where, threads, pure=False,
@@ -524,10 +517,6 @@ def _run_dask(cfg_dict: dict[str, Any], todo: list[tuple[str, int]], results_dir
                 tell(fut.result())
             except Exception as e:  # noqa: BLE001 - a lost worker loses only its run
                 tell({"method": lab, "seed": s, "status": "error", "error": f"{type(e).__name__}: {e}"})
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 # --------------------------------------------------------------------------- reading back

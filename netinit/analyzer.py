@@ -4,6 +4,12 @@ The pipeline is the one of the package docstring: file -> tensors -> layers -> c
 metrics -> :class:`pandas.DataFrame`. Layers are loaded one at a time, so memory stays near the
 largest layer. Nothing here prints, plots or writes files; :mod:`netinit.report` and the command
 line do that.
+
+:func:`analyze` is three steps, public so that another engine can run the middle one elsewhere
+(``analysis.parallel`` runs it as one Dask task per layer) and get the same tables:
+:func:`plan_analysis` (check the options, open the checkpoint, list the layers),
+:func:`analyze_layer` (one layer's row, neuron table and strengths) and
+:func:`assemble_analysis` (the tables, in file order, and the chain correlations).
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from netinit._rng import layer_generator
 from netinit.formats import Checkpoint, load_checkpoint
 from netinit.layers import Layer, find_layers
 
-__all__ = ["Analysis", "analyze"]
+__all__ = ["Analysis", "analyze", "LayerResult", "plan_analysis", "analyze_layer", "assemble_analysis"]
 
 _CHAIN_KINDS = ("linear", "attention")
+_CENTRALITY = (None, "auto", "exact", "sampled")
 
 
 @dataclass
@@ -92,6 +99,10 @@ def analyze(
 ) -> Analysis:
     """Per-layer and per-neuron statistics of every weight layer of a checkpoint.
 
+    The work is :func:`plan_analysis` (open, find the layers), :func:`analyze_layer` on each
+    layer in turn, and :func:`assemble_analysis`; ``analysis.parallel.analyze_parallel`` runs the
+    same three steps with the layers spread over Dask workers, and gets the same tables.
+
     Parameters
     ----------
     source : Checkpoint or path
@@ -134,40 +145,161 @@ def analyze(
     >>> result.layers[["layer", "n_out", "n_in", "in_strength_mean"]].values.tolist()
     [['fc1', 3, 3, 1.0], ['fc2', 2, 3, 3.0]]
     """
-    from netinit.metrics import chain_strength_correlation, layer_summary, neuron_table
-
-    if centrality not in (None, "auto", "exact", "sampled"):
-        raise ValueError(f"centrality must be None, 'auto', 'exact' or 'sampled', got {centrality!r}")
-    ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source)
-    found, skipped = find_layers(ckpt, layers=layers, embeddings=embeddings)
-    rows: list[dict[str, Any]] = []
-    neurons: list[pd.DataFrame] = []
-    chains: list[dict[str, Any]] = []
-    prev: tuple[Layer, np.ndarray] | None = None
+    ckpt, found, skipped = plan_analysis(source, layers=layers, embeddings=embeddings, centrality=centrality)
     iterator = progress(found) if progress is not None else found
-    for layer in iterator:
-        W = layer.matrix()
-        row = {"layer": layer.name, "kind": layer.kind, "dtype": layer.dtype}
-        summary = layer_summary(W, layer=layer.name, kind=layer.kind, shape=layer.shape)
-        row.update(summary)
-        row["dtype"] = layer.dtype
-        rows.append(row)
-        nt = neuron_table(W, layer=layer.name, centrality=centrality, k=k,
-                          rng=layer_generator(seed, layer.name) if centrality else None)
-        neurons.append(nt)
-        if layer.kind in _CHAIN_KINDS:
-            if prev is not None and prev[0].n_out == layer.n_in:
-                chains.append({"layer_a": prev[0].name, "layer_b": layer.name, "n_neurons": layer.n_in,
-                               "strength_correlation": chain_strength_correlation(prev[1], W)})
-            prev = (layer, W)
-        else:
-            prev = None
-    layers_df = pd.DataFrame(rows)
+    parts = [analyze_layer(layer, centrality=centrality, k=k, seed=seed) for layer in iterator]
+    act = None
     if data is not None:
         from netinit.diversity.checkpoint import checkpoint_activation_diversity
 
         act = checkpoint_activation_diversity(ckpt, data, layers=layers, activation=activation)
-        layers_df = layers_df.merge(act, on="layer", how="left")
+    return assemble_analysis(
+        ckpt, parts, skipped, activations=act,
+        options={"layers": layers, "embeddings": embeddings, "centrality": centrality, "k": k, "seed": seed,
+                 "data": None if data is None else f"{len(data)} samples", "activation": activation})
+
+
+# ----------------------------------------------------------------------------- the three steps
+@dataclass(frozen=True)
+class LayerResult:
+    """What one layer contributes to an :class:`Analysis` (:func:`analyze_layer`).
+
+    Small and picklable (no weights), so it can come back from another process.
+
+    Attributes
+    ----------
+    name, kind : str
+        The layer's tensor name and kind (:class:`netinit.layers.Layer`).
+    n_out, n_in : int
+        Its canonical matrix shape.
+    row : dict
+        Its row of :attr:`Analysis.layers`.
+    neurons : DataFrame
+        Its rows of :attr:`Analysis.neurons`.
+    in_strength : ndarray of shape (n_out,), float64, or None
+        Row sums of ``W`` (chainable kinds only): with the next layer's ``out_strength`` this is
+        all that the chain correlation needs.
+    out_strength : ndarray of shape (n_in,), float64, or None
+        Column sums of ``W`` (chainable kinds only).
+    """
+
+    name: str
+    kind: str
+    n_out: int
+    n_in: int
+    row: dict[str, Any]
+    neurons: pd.DataFrame
+    in_strength: np.ndarray | None = None
+    out_strength: np.ndarray | None = None
+
+
+def plan_analysis(
+    source: Checkpoint | os.PathLike | str,
+    *,
+    layers: str | None = None,
+    embeddings: bool = False,
+    centrality: str | None = None,
+) -> tuple[Checkpoint, list[Layer], list[Any]]:
+    """Check the options, open the checkpoint (lazily) and list its layers and skipped tensors.
+
+    Returns
+    -------
+    ckpt : Checkpoint
+    found : list of Layer
+        In file order: the order of the rows of every table.
+    skipped : list of Skipped
+
+    Raises
+    ------
+    ValueError
+        ``centrality`` is not one of None, "auto", "exact", "sampled".
+    NoLayersError, ShapeError, FormatError
+        As :func:`netinit.layers.find_layers` and :func:`netinit.formats.load_checkpoint`.
+    """
+    if centrality not in _CENTRALITY:
+        raise ValueError(f"centrality must be None, 'auto', 'exact' or 'sampled', got {centrality!r}")
+    ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source)
+    found, skipped = find_layers(ckpt, layers=layers, embeddings=embeddings)
+    return ckpt, found, skipped
+
+
+def analyze_layer(layer: Layer, *, centrality: str | None = None, k: int = 64, seed: int = 0) -> LayerResult:
+    """Summary row and neuron table of one layer (loaded from its checkpoint).
+
+    The sampled centralities draw from :func:`netinit._rng.layer_generator` ``(seed, layer.name)``,
+    so the result does not depend on which other layers are analysed, nor where.
+
+    Raises
+    ------
+    ValueError
+        A bad ``centrality``.
+    NonFiniteError, ShapeError
+        NaN/inf weights, a tensor that does not match the layer.
+    """
+    from netinit.metrics import in_strength, layer_summary, neuron_table, out_strength
+
+    if centrality not in _CENTRALITY:
+        raise ValueError(f"centrality must be None, 'auto', 'exact' or 'sampled', got {centrality!r}")
+    W = layer.matrix()
+    row = {"layer": layer.name, "kind": layer.kind, "dtype": layer.dtype}
+    row.update(layer_summary(W, layer=layer.name, kind=layer.kind, shape=layer.shape))
+    row["dtype"] = layer.dtype
+    nt = neuron_table(W, layer=layer.name, centrality=centrality, k=k,
+                      rng=layer_generator(seed, layer.name) if centrality else None)
+    chain = layer.kind in _CHAIN_KINDS
+    return LayerResult(layer.name, layer.kind, layer.n_out, layer.n_in, row, nt,
+                       in_strength(W) if chain else None, out_strength(W) if chain else None)
+
+
+def _chain_correlation(a: LayerResult, b: LayerResult) -> float:
+    """:func:`~netinit.metrics.chain_strength_correlation` of ``a -> b`` from their strengths.
+
+    That function needs only the row sums of ``W_a`` and the column sums of ``W_b``; a one-column
+    matrix of the former and a one-row matrix of the latter have exactly those sums, so this is
+    the value of the full matrices, bit for bit, while no layer's weights are kept.
+    """
+    from netinit.metrics import chain_strength_correlation
+
+    return chain_strength_correlation(a.in_strength[:, None], b.out_strength[None, :])
+
+
+def assemble_analysis(
+    ckpt: Checkpoint,
+    parts: Iterable[LayerResult],
+    skipped: Iterable[Any],
+    *,
+    activations: pd.DataFrame | None = None,
+    options: dict[str, Any] | None = None,
+) -> Analysis:
+    """The :class:`Analysis` of ``ckpt`` from its layers' results, in the order given.
+
+    Parameters
+    ----------
+    ckpt : Checkpoint
+        Names the checkpoint, its format and container.
+    parts : iterable of LayerResult
+        One per layer, in file order (:func:`plan_analysis`).
+    skipped : iterable of Skipped
+        The tensors left out.
+    activations : DataFrame, optional
+        Activation-diversity columns by ``layer``, merged into the layer table.
+    options : dict, optional
+        Recorded as :attr:`Analysis.options`.
+    """
+    parts = list(parts)
+    chains: list[dict[str, Any]] = []
+    prev: LayerResult | None = None
+    for part in parts:
+        if part.kind in _CHAIN_KINDS:
+            if prev is not None and prev.n_out == part.n_in:
+                chains.append({"layer_a": prev.name, "layer_b": part.name, "n_neurons": part.n_in,
+                               "strength_correlation": _chain_correlation(prev, part)})
+            prev = part
+        else:
+            prev = None
+    layers_df = pd.DataFrame([p.row for p in parts])
+    if activations is not None:
+        layers_df = layers_df.merge(activations, on="layer", how="left")
     first = ["layer", "kind", "shape", "dtype"]
     layers_df = layers_df[first + [c for c in layers_df.columns if c not in first]]
     return Analysis(
@@ -175,12 +307,11 @@ def analyze(
         format=ckpt.format,
         container=ckpt.container,
         layers=layers_df,
-        neurons=pd.concat(neurons, ignore_index=True),
+        neurons=pd.concat([p.neurons for p in parts], ignore_index=True),
         skipped=pd.DataFrame(
             [{"name": s.name, "shape": "x".join(map(str, s.shape)) or "scalar", "dtype": s.dtype,
               "reason": s.reason} for s in skipped],
             columns=["name", "shape", "dtype", "reason"]),
         chains=pd.DataFrame(chains, columns=["layer_a", "layer_b", "n_neurons", "strength_correlation"]),
-        options={"layers": layers, "embeddings": embeddings, "centrality": centrality, "k": k, "seed": seed,
-                 "data": None if data is None else f"{len(data)} samples", "activation": activation},
+        options=dict(options or {}),
     )

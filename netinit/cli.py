@@ -28,6 +28,16 @@ def _progress(desc: str, quiet: bool):
     return wrap
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
@@ -84,11 +94,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.output is None and not args.json:
         raise SystemExit("netinit analyze: give an output folder with -o DIR (or --json)")
     ckpt = _open(args.checkpoint, args)
-    data = _data_batch(args.data, args.samples, args.seed) if args.data else None
-    result = analyze(ckpt, layers=args.layers, embeddings=args.embeddings,
-                     centrality=None if args.centrality == "none" else args.centrality,
-                     k=args.k, seed=args.seed, data=data, activation=args.activation,
-                     progress=_progress("analyse", args.quiet))
+    if args.workers > 1 or args.scheduler:  # one Dask task per layer, in the analysis package
+        result = _analysis_cli().analyze_parallel_command(args)
+    else:
+        data = _data_batch(args.data, args.samples, args.seed) if args.data else None
+        result = analyze(ckpt, layers=args.layers, embeddings=args.embeddings,
+                         centrality=None if args.centrality == "none" else args.centrality,
+                         k=args.k, seed=args.seed, data=data, activation=args.activation,
+                         progress=_progress("analyse", args.quiet))
     written: list[Path] = []
     if args.output is not None:
         by_name = {layer.name: layer for layer in find_layers(ckpt, layers=args.layers,
@@ -220,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--force", action="store_true", help="write into a folder that holds other files")
     a.add_argument("--layout", action="append", metavar="REGEX=in_out|out_in",
                    help="stored orientation of 2-D weights matching REGEX (repeatable), e.g. 'c_proj=in_out'")
+    a.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="analyse the layers in parallel, one Dask task per layer, on a local cluster of N "
+                        "worker processes (default 1: in this process)")
+    a.add_argument("--scheduler", metavar="ADDRESS",
+                   help="analyse the layers in parallel on the Dask scheduler at ADDRESS (e.g. tcp://host:8786)")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
     a.set_defaults(func=cmd_analyze)
 

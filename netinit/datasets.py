@@ -17,29 +17,48 @@ name               source
                    ``.gz``), or an ``.npz`` with ``x_train``, ``y_train``, ``x_test``,
                    ``y_test``; pixels scaled to [0, 1] and standardised with the training
                    set's mean and standard deviation, images flattened to 784 features
+``cifar10``        user-provided files (``path=``): the "CIFAR-10 python version" folder
+                   ``cifar-10-batches-py`` (or its parent, or a file inside it) with
+                   ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``, read by a safe
+                   unpickler (:func:`read_cifar_batch`), or an ``.npz`` with ``x_train``,
+                   ``y_train``, ``x_test``, ``y_test`` (images ``(n, 3072)``, ``(n, 3, 32, 32)``
+                   or ``(n, 32, 32, 3)`` uint8); pixels scaled to [0, 1] and standardised per
+                   colour channel with the training set's mean and standard deviation,
+                   images flattened channel-first to 3072 features
 =================  ==========================================================================
 
-Inputs are float32 ``(n, features)``, labels int64 ``(n,)``.
+Inputs are float32 ``(n, features)``, labels int64 ``(n,)``. The inputs of image data sets are
+flattened channel-first (``C, H, W``); :data:`IMAGE_SHAPES` gives their shapes, so a model can
+unflatten them.
+
+**Pickles are data, not code.** CIFAR-10's python batches are pickles, and unpickling can run
+any function the file names. :func:`read_cifar_batch` unpickles with an unpickler that resolves
+only the globals numpy arrays are rebuilt from (``_reconstruct``, ``_frombuffer``, ``ndarray``,
+``dtype``; dicts, lists, ints and bytes need none) and refuses any other global with a
+:class:`~netinit.errors.DataError` that names the file and the global, before anything is called.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import random
 import struct
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from netinit._rng import as_generator
 from netinit.errors import DataError
 
-__all__ = ["Dataset", "load_dataset", "DATASETS", "read_idx"]
+__all__ = ["Dataset", "load_dataset", "DATASETS", "IMAGE_SHAPES", "read_idx", "read_cifar_batch"]
 
 #: Names accepted by :func:`load_dataset`.
-DATASETS = ("digits", "mnist1d", "synthetic", "mnist", "fashion_mnist")
+DATASETS = ("digits", "mnist1d", "synthetic", "mnist", "fashion_mnist", "cifar10")
+#: ``(channels, height, width)`` of the data sets whose inputs are images (flattened channel-first).
+IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 _IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -72,15 +91,16 @@ def load_dataset(
 
     Parameters
     ----------
-    name : {"digits", "mnist1d", "synthetic", "mnist", "fashion_mnist"}
+    name : {"digits", "mnist1d", "synthetic", "mnist", "fashion_mnist", "cifar10"}
         See the module docstring (``"fashion-mnist"`` is accepted too).
     seed : int, default 0
         Seed of the train/test split (``digits``, ``synthetic``) and of the mixture
-        (``synthetic``); ``mnist1d`` and the MNIST files have fixed splits.
+        (``synthetic``); ``mnist1d``, the MNIST and the CIFAR-10 files have fixed splits.
     test_size : float, default 0.25
         Test share for ``digits`` and ``synthetic``.
     path : str or PathLike, optional
-        ``mnist`` / ``fashion_mnist`` only: the folder of IDX files or an ``.npz`` file.
+        ``mnist`` / ``fashion_mnist``: the folder of IDX files or an ``.npz`` file;
+        ``cifar10``: the ``cifar-10-batches-py`` folder (or its parent) or an ``.npz`` file.
     n_samples : int, default 3000
         ``synthetic`` only: number of samples.
 
@@ -96,7 +116,8 @@ def load_dataset(
     FileNotFoundError
         ``path`` is missing or does not hold the expected files.
     DataError
-        A file is malformed (bad magic number, truncated, inconsistent sizes).
+        A file is malformed (bad magic number, truncated, inconsistent sizes, wrong shapes), or
+        a CIFAR-10 pickle names a global other than numpy's array reconstruction.
 
     Examples
     --------
@@ -121,7 +142,10 @@ def load_dataset(
     if key == "mnist1d":
         return _to_torch(*_mnist1d())
     if path is None:
-        raise ValueError(f"dataset {name!r} needs path= (a folder of IDX files or an .npz file)")
+        what = "the cifar-10-batches-py folder" if key == "cifar10" else "a folder of IDX files"
+        raise ValueError(f"dataset {name!r} needs path= ({what} or an .npz file)")
+    if key == "cifar10":
+        return _to_torch(*_standardise_channels(*_read_cifar(Path(path))))
     xtr, ytr, xte, yte = _read_mnist(Path(path))
     xtr = xtr.reshape(len(xtr), -1).astype(np.float64) / 255.0
     xte = xte.reshape(len(xte), -1).astype(np.float64) / 255.0
@@ -185,18 +209,7 @@ def _read_mnist(path: Path):
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_file() and path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                missing = [k for k in _IDX_FILES if k not in z.files]
-                if missing:
-                    raise DataError(
-                        f"{path}: the .npz lacks {', '.join(missing)} (it has {', '.join(z.files)})"
-                    )
-                arrays = [np.asarray(z[k]) for k in _IDX_FILES]
-        except (OSError, ValueError) as e:
-            if isinstance(e, DataError):
-                raise
-            raise DataError(f"{path}: not a readable .npz file ({e})") from e
+        arrays = _read_npz(path)
     else:
         folder = path if path.is_dir() else path.parent
         arrays = [read_idx(_find_idx(folder, stem)) for stem in _IDX_FILES.values()]
@@ -208,6 +221,22 @@ def _read_mnist(path: Path):
                 f"got {xs.shape} and {ys.shape}"
             )
     return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64)
+
+
+def _read_npz(path: Path) -> list[np.ndarray]:
+    """``x_train, y_train, x_test, y_test`` of an ``.npz`` (never unpickling object arrays)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in _IDX_FILES if k not in z.files]
+            if missing:
+                raise DataError(
+                    f"{path}: the .npz lacks {', '.join(missing)} (it has {', '.join(z.files)})"
+                )
+            return [np.asarray(z[k]) for k in _IDX_FILES]
+    except (OSError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: not a readable .npz file ({e})") from e
 
 
 def _find_idx(folder: Path, stem: str) -> Path:
@@ -247,3 +276,184 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{len(raw) - head} bytes"
         )
     return np.frombuffer(raw, dtype=dtype, offset=head).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+_CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR_TEST = "test_batch"
+_CIFAR_FOLDER = "cifar-10-batches-py"
+_CIFAR_CLASSES = 10
+
+
+def _array_globals() -> dict[tuple[str, str], Any]:
+    """The globals numpy arrays are unpickled from, under the module names numpy 1 and 2 write."""
+    try:  # numpy >= 2
+        from numpy._core.multiarray import _reconstruct
+        from numpy._core.numeric import _frombuffer
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+        from numpy.core.numeric import _frombuffer
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = _reconstruct  # protocols 0-4
+        allowed[(f"{core}.numeric", "_frombuffer")] = _frombuffer  # protocol 5
+    return allowed
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds numpy arrays, dicts, lists, ints and bytes, and nothing else.
+
+    Every global a pickle names (the only way it can reach code) goes through
+    :meth:`find_class`; any name outside :func:`_array_globals` is refused there, before it
+    could be called. Python 2 strings (the CIFAR files) are read as bytes.
+    """
+
+    def __init__(self, fh: Any, path: Path) -> None:
+        super().__init__(fh, encoding="bytes")
+        self._path = path
+        self._allowed = _array_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            allowed = ", ".join(sorted({f"{m}.{n}" for m, n in self._allowed}))
+            raise DataError(
+                f"{self._path}: refusing to unpickle the global {module}.{name}: a CIFAR-10 batch "
+                f"holds only numpy arrays, lists, ints and bytes (allowed globals: {allowed}); "
+                "nothing from the file was run"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise DataError(f"{self._path}: refusing a pickle with persistent ids ({pid!r}); "
+                        "a CIFAR-10 batch has none")
+
+
+def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read one batch of the CIFAR-10 python version, safely.
+
+    The file is a pickle of a dict with ``b"data"``: uint8 ``(n, 3072)``, each row a 32x32
+    colour image stored channel-first (1024 red, 1024 green, 1024 blue values, rows in order),
+    ``b"labels"``: ``n`` ints in ``0..9``, and ``b"batch_label"``, ``b"filenames"`` (unused). It
+    is unpickled with an unpickler that resolves only numpy's array-reconstruction globals
+    (module docstring), so a file that names any other callable is refused unrun.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``data_batch_1`` .. ``data_batch_5`` or ``test_batch``.
+
+    Returns
+    -------
+    images : ndarray of shape (n, 3, 32, 32), uint8
+    labels : ndarray of shape (n,), int64
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    DataError
+        The pickle names a global other than numpy's array reconstruction (the message names
+        the file and the global); the file is truncated or not a pickle; the dict lacks
+        ``b"data"`` or ``b"labels"``; the data is not uint8 ``(n, 3072)``; the labels are not
+        ``n`` integers in ``0..9``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (a CIFAR-10 python batch was expected)")
+    try:
+        with open(path, "rb") as fh:
+            batch = _ArrayUnpickler(fh, path).load()
+    except DataError:
+        raise
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e})") from e
+    except Exception as e:  # noqa: BLE001 - any failure of the unpickler means a damaged file
+        raise DataError(f"{path}: not a CIFAR-10 python batch: the pickle is truncated or corrupt "
+                        f"({type(e).__name__}: {e})") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"{path}: a CIFAR-10 python batch is a pickled dict, got {type(batch).__name__}")
+    missing = [k.decode() for k in (b"data", b"labels") if k not in batch]
+    if missing:
+        found = ", ".join(repr(k) for k in list(batch)[:6])
+        raise DataError(f"{path}: the batch lacks {', '.join(missing)} (it has {found or 'no keys'})")
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{path}: data must be a uint8 array of shape (n, 3072) (32x32 colour images), got {got}")
+    return data.reshape(-1, 3, 32, 32), _cifar_labels(labels, len(data), f"{path}: labels")
+
+
+def _cifar_labels(labels: Any, n: int, where: str) -> np.ndarray:
+    try:
+        y = np.asarray(labels)
+    except Exception:  # noqa: BLE001 - ragged or odd objects
+        y = np.asarray([], dtype=object)
+    if y.ndim == 2 and y.shape[1] == 1:  # Keras stores (n, 1)
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != n or (n and y.dtype.kind not in "iu"):
+        raise DataError(f"{where} must be {n} integers (one per image), got {y.dtype} {y.shape}")
+    if n and (y.min() < 0 or y.max() >= _CIFAR_CLASSES):
+        raise DataError(f"{where} must lie in 0..{_CIFAR_CLASSES - 1}, got values {int(y.min())}..{int(y.max())}")
+    return y.astype(np.int64)
+
+
+def _cifar_images(x: np.ndarray, where: str) -> np.ndarray:
+    """Images of an ``.npz`` as uint8 ``(n, 3, 32, 32)``: rows of 3072 are channel-first as in the
+    python batches; ``(n, 32, 32, 3)`` (Keras) is transposed."""
+    if x.dtype != np.uint8:
+        raise DataError(f"{where} must be uint8 pixels (0..255), got {x.dtype}")
+    if x.ndim == 2 and x.shape[1] == 3072:
+        return x.reshape(-1, 3, 32, 32)
+    if x.ndim == 4 and x.shape[1:] == (3, 32, 32):
+        return x
+    if x.ndim == 4 and x.shape[1:] == (32, 32, 3):
+        return x.transpose(0, 3, 1, 2)
+    raise DataError(f"{where} must have shape (n, 3072), (n, 3, 32, 32) or (n, 32, 32, 3), got {x.shape}")
+
+
+def _read_cifar(path: Path):
+    """uint8 images ``(n, 3, 32, 32)`` and int64 labels of the train and test splits."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_file() and path.suffix == ".npz":
+        xtr, ytr, xte, yte = _read_npz(path)
+        xtr, xte = _cifar_images(xtr, f"{path}: x_train"), _cifar_images(xte, f"{path}: x_test")
+        return (xtr, _cifar_labels(ytr, len(xtr), f"{path}: y_train"),
+                xte, _cifar_labels(yte, len(xte), f"{path}: y_test"))
+    folder = path if path.is_dir() else path.parent
+    if not (folder / _CIFAR_TEST).is_file() and (folder / _CIFAR_FOLDER).is_dir():
+        folder = folder / _CIFAR_FOLDER
+    missing = [f for f in (*_CIFAR_TRAIN, _CIFAR_TEST) if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: no {', '.join(missing)} (the CIFAR-10 python batches "
+                                f"{', '.join(_CIFAR_TRAIN)}, {_CIFAR_TEST} are expected there)")
+    train = [read_cifar_batch(folder / f) for f in _CIFAR_TRAIN]
+    xte, yte = read_cifar_batch(folder / _CIFAR_TEST)
+    return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), xte, yte)
+
+
+def _standardise_channels(xtr: np.ndarray, ytr, xte: np.ndarray, yte):
+    """Scale uint8 ``(n, C, H, W)`` images to [0, 1], standardise each channel with the training
+    set's mean and standard deviation, flatten to ``(n, C*H*W)`` float32.
+
+    The statistics come exactly from each channel's histogram of the 256 pixel values, and every
+    pixel value is mapped through a float64 table rounded once to float32, so nothing of the
+    size of the data set is ever held in float64.
+    """
+    values = np.arange(256, dtype=np.float64) / 255.0
+    tables = []
+    for c in range(xtr.shape[1]):
+        counts = np.bincount(xtr[:, c].ravel(), minlength=256).astype(np.float64)
+        n = counts.sum()
+        mu = (counts * values).sum() / n
+        sd = np.sqrt((counts * (values - mu) ** 2).sum() / n)
+        tables.append(((values - mu) / (sd if sd > 0 else 1.0)).astype(np.float32))
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        out = np.empty(x.shape, dtype=np.float32)
+        for c, table in enumerate(tables):
+            out[:, c] = table[x[:, c]]
+        return out.reshape(len(x), -1)
+
+    return apply(xtr), ytr, apply(xte), yte

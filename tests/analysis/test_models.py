@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.config import InitConfig, ModelConfig, parse_method
+from analysis.config import ConfigError, InitConfig, ModelConfig, parse_method
 from analysis.models import build_model, initialise, input_shape, weight_layers
 
 
@@ -18,6 +18,50 @@ def test_architectures_forward(arch, features):
 
 def test_input_shape():
     assert input_shape(64) == (1, 8, 8) and input_shape(784) == (1, 28, 28) and input_shape(40) == (1, 40)
+    assert input_shape(3072) == (3, 32, 32)  # CIFAR-10 (netinit.datasets.IMAGE_SHAPES)
+    assert input_shape(48) == (1, 48) and input_shape(48, (3, 4, 4)) == (3, 4, 4)
+    with pytest.raises(ValueError, match=r"image_shape must be .* holding the 64 input features, got \(3, 4, 4\)"):
+        input_shape(64, (3, 4, 4))
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_cifar_shaped_inputs_are_colour_images(arch):
+    m = build_model(ModelConfig(arch=arch, channels=(4, 8), blocks=1), 3072, 10)
+    first = m.stem if arch == "resnet" else m.conv1
+    assert first.in_channels == 3 and m.unflatten.unflattened_size == (3, 32, 32)
+    out = m(torch.randn(2, 3072, generator=torch.Generator().manual_seed(0)))
+    assert out.shape == (2, 10)
+    explicit = build_model(ModelConfig(arch=arch, channels=(4,)), 48, 10, image_shape=(3, 4, 4))
+    assert explicit(torch.zeros(2, 48)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_tiny_run_on_fake_cifar_through_the_runner(tmp_path, arch, tiny, torch_one_thread):
+    """Fake CIFAR-10 python batches -> netinit.datasets -> analysis.runner.train_run with a CNN."""
+    import pickle
+
+    from analysis.runner import train_run
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name, n in [*((f"data_batch_{i}", 8) for i in range(1, 6)), ("test_batch", 10)]:
+        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, n).tolist(),
+                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch, fh, protocol=4)
+    cfg = tiny(**{"data.name": "cifar10", "data.path": str(tmp_path), "model.arch": arch,
+                  "model.channels": [4, 8], "train.epochs": 1, "train.batch_size": 16, "stats.samples": 8})
+    with pytest.raises(ConfigError, match=r"data.name = 'cifar10' needs data.path \(the cifar-10-batches-py folder"):
+        tiny(**{"data.name": "cifar10"})
+    cond = cfg.grid.conditions()[1]  # default+pa: PA rewires the 3-channel convolutions too
+    df = train_run(cfg, cond, seed=0)
+    assert (df["status"] == "ok").all(), df["error"].iloc[0]
+    epochs = df[df["layer"] == ""]
+    assert sorted(epochs["epoch"].unique()) == [0, 1] and epochs["value"].notna().all()
+    first = "stem" if arch == "resnet" else "conv1"
+    assert first in set(df["layer"])
 
 
 def _weights(method: str, seed: int, arch: str = "mlp", **opts) -> dict[str, torch.Tensor]:

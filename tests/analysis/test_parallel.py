@@ -1,0 +1,104 @@
+"""analysis.parallel: one Dask task per layer gives exactly the Analysis of netinit.analyze."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from netinit.analyzer import analyze
+
+pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A conv + MLP chain (fc1 -> fc2 -> fc3 chains, conv breaks it) with biases and a norm."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(7)
+    sd = {
+        "conv.weight": torch.randn(6, 3, 3, 3, generator=g),
+        "conv.bias": torch.randn(6, generator=g),
+        "bn.weight": torch.ones(6),
+        "fc1.weight": torch.randn(24, 20, generator=g),
+        "fc1.bias": torch.randn(24, generator=g),
+        "fc2.weight": torch.randn(16, 24, generator=g),
+        "fc3.weight": torch.randn(10, 16, generator=g),
+        "head.weight": torch.randn(5, 7, generator=g),
+    }
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    save_file(sd, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One LocalCluster of 2 worker processes on loopback, shared by the tests of this module."""
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=logging.ERROR) as c:
+        yield c
+
+
+def _assert_same(par, ref):
+    for table in ("layers", "neurons", "skipped", "chains"):
+        pd.testing.assert_frame_equal(getattr(par, table), getattr(ref, table), check_exact=True, obj=table)
+    assert (par.checkpoint, par.format, par.container, par.options) == \
+        (ref.checkpoint, ref.format, ref.container, ref.options)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_equals_serial_analyze_with_sampled_centralities(checkpoint, cluster, seed):
+    from analysis.parallel import analyze_parallel
+
+    par = analyze_parallel(checkpoint, scheduler=cluster.scheduler_address, centrality="sampled", k=6, seed=seed)
+    ref = analyze(checkpoint, centrality="sampled", k=6, seed=seed)
+    _assert_same(par, ref)
+    assert par.layers["layer"].tolist() == ["conv.weight", "fc1.weight", "fc2.weight", "fc3.weight", "head.weight"]
+    assert par.chains[["layer_a", "layer_b"]].values.tolist() == [["fc1.weight", "fc2.weight"],
+                                                                  ["fc2.weight", "fc3.weight"]]
+    assert par.neurons["betweenness"].notna().all()
+    assert par.skipped["name"].tolist() == ["bn.weight", "conv.bias", "fc1.bias"]
+
+
+def test_own_local_cluster_and_layer_selection(checkpoint):
+    """workers=2 without a scheduler starts (and closes) its own LocalCluster."""
+    from analysis.parallel import analyze_parallel
+
+    par = analyze_parallel(checkpoint, workers=2, layers=r"fc")
+    _assert_same(par, analyze(checkpoint, layers=r"fc"))
+    assert par.layers["layer"].tolist() == ["fc1.weight", "fc2.weight", "fc3.weight"]
+
+
+def test_bad_options_refused_before_any_cluster(checkpoint):
+    from analysis.parallel import analyze_parallel
+    from netinit.errors import NoLayersError
+
+    with pytest.raises(ValueError, match=r"workers must be a positive integer, got 0"):
+        analyze_parallel(checkpoint, workers=0)
+    with pytest.raises(ValueError, match=r"centrality must be None, 'auto', 'exact' or 'sampled', got 'all'"):
+        analyze_parallel(checkpoint, centrality="all")
+    with pytest.raises(NoLayersError):
+        analyze_parallel(checkpoint, layers=r"^nothing$")
+
+
+def test_cli_workers_writes_the_same_layers_csv(checkpoint, cluster, tmp_path, capsys):
+    from netinit.cli import main
+
+    assert main(["analyze", str(checkpoint), "-o", str(tmp_path / "serial"), "--no-plots", "-q",
+                 "--centrality", "sampled", "-k", "6"]) == 0
+    assert main(["analyze", str(checkpoint), "-o", str(tmp_path / "par"), "--no-plots", "-q",
+                 "--centrality", "sampled", "-k", "6", "--workers", "2",
+                 "--scheduler", cluster.scheduler_address]) == 0
+    for name in ("layers.csv", "neurons.csv", "chains.csv", "skipped.csv"):
+        assert (tmp_path / "par" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes(), name
+    with pytest.raises(SystemExit, match=r"cannot be combined with --data, --embeddings"):
+        main(["analyze", str(checkpoint), "-o", str(tmp_path / "x"), "--workers", "2", "--data", "digits",
+              "--embeddings"])
+    with pytest.raises(SystemExit):
+        main(["analyze", str(checkpoint), "-o", str(tmp_path / "x"), "--workers", "0"])
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err
