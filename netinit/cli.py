@@ -196,9 +196,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_formats(args: argparse.Namespace) -> int:
     from netinit.formats import available_formats
 
+    print(f"{'format':<12} {'suffixes':<26} {'access':<12} {'needs':<8} description")
     for fmt in available_formats():
-        print(f"{fmt.name:<12} {' '.join(fmt.suffixes):<28} {'read, write' if fmt.writes else 'read':<12}"
-              + (f"  (needs {fmt.requires})" if fmt.requires else ""))
+        access = "read, write" if fmt.writes else "read"
+        print(f"{fmt.name:<12} {' '.join(fmt.suffixes):<26} {access:<12} {fmt.requires or '-':<8} {fmt.description}")
     return 0
 
 

@@ -160,3 +160,29 @@ def test_analyze_with_data_adds_activation_diversity(tmp_path, capsys):
     assert "holds conv2d layers" in _err_line(capsys)
     with pytest.raises(SystemExit, match="--data expects one of"):
         main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "--data", "cifar", "--json"])
+
+
+def test_json_schema_top_level(capsys):
+    assert main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "--json", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary) == {"checkpoint", "format", "container", "n_layers", "n_skipped", "skipped_by_reason",
+                            "layers", "chains", "options", "outputs"}
+    assert {"layer", "kind", "shape", "n_out", "n_in", "in_strength_var", "out_strength_var",
+            "corr_in_mean_abs", "corr_out_mean_abs"} <= set(summary["layers"][0])
+    assert set(summary["chains"][0]) == {"layer_a", "layer_b", "n_neurons", "strength_correlation"}
+    assert summary["outputs"] == []
+
+
+def test_container_without_tensors_and_container_reported(tmp_path, capsys):
+    empty = tmp_path / "empty.ckpt"
+    torch.save({"epoch": 3, "state_dict": {}, "hyper_parameters": {"lr": 0.1}}, empty)
+    assert main(["analyze", str(empty), "--json"]) == 1
+    assert "empty.ckpt: the checkpoint holds no tensors" in _err_line(capsys)
+    lightning = tmp_path / "l.ckpt"
+    sd = load_file(str(EXAMPLES / "mlp_digits.safetensors"))
+    torch.save({"epoch": 3, "state_dict": {"model." + k: v for k, v in sd.items()},
+                "optimizer_states": [{"state": {}}]}, lightning)
+    assert main(["analyze", str(lightning), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["container"] == "state_dict"
+    assert "weights under 'state_dict'" in captured.err

@@ -160,6 +160,8 @@ class Format(abc.ABC):
     #: what a user needs to install for it, if anything
     requires: str = ""
 
+    #: what the format is, for ``netinit formats``
+    description: str = ""
     #: whether :meth:`write` is supported
     writes: bool = True
     #: keyword options :meth:`open` accepts besides the path (``"key"``, ``"layout"``)

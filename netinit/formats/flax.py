@@ -422,6 +422,7 @@ class FlaxCheckpoint(Checkpoint):
 
 class FlaxFormat(Format):
     name = "flax"
+    description = "Flax msgpack (flax.serialization.to_bytes), no JAX needed"
     suffixes = (".msgpack", ".flax")
 
     def sniff(self, head: bytes, path: Path) -> bool:

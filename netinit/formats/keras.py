@@ -612,6 +612,7 @@ def _clone(info: zipfile.ZipInfo) -> zipfile.ZipInfo:
 
 class KerasFormat(Format):
     name = "keras"
+    description = "Keras 3 .keras / .weights.h5, legacy Keras .h5"
     suffixes = (".keras", ".h5", ".hdf5")
     requires = "h5py"
 

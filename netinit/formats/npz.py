@@ -73,6 +73,7 @@ class NpzCheckpoint(Checkpoint):
 
 class NpzFormat(Format):
     name = "npz"
+    description = "NumPy archive of arrays (no pickle)"
     suffixes = (".npz",)
 
     def sniff(self, head: bytes, path: Path) -> bool:

@@ -453,6 +453,7 @@ def _raw_bytes(arr: np.ndarray) -> bytes:
 
 class OnnxFormat(Format):
     name = "onnx"
+    description = "ONNX model; weights are initializers, external data supported"
     suffixes = (".onnx",)
     requires = "onnx"
 

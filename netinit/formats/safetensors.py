@@ -168,6 +168,7 @@ def encode(info_dtype: str, stored: str, shape: tuple[int, ...], value: np.ndarr
 
 class SafetensorsFormat(Format):
     name = "safetensors"
+    description = "safetensors file, read lazily tensor by tensor"
     suffixes = (".safetensors",)
     options = ("layout",)
 

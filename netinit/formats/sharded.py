@@ -176,6 +176,7 @@ def _output_paths(ckpt: ShardedCheckpoint, out: Path) -> tuple[Path, dict[str, P
 
 class ShardedFormat(Format):
     name = "sharded"
+    description = "sharded safetensors: *.safetensors.index.json or the folder holding it"
     suffixes = (".json",)
     options = ("layout",)
 

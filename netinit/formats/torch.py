@@ -238,6 +238,7 @@ class TorchCheckpoint(Checkpoint):
 
 class TorchFormat(Format):
     name = "torch"
+    description = "PyTorch state dict or training checkpoint, torch.load(weights_only=True)"
     suffixes = (".pt", ".pth", ".bin", ".ckpt")
     options = ("key", "layout")
 

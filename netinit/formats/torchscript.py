@@ -332,6 +332,7 @@ def _patch_records(path: Path, out: Path, records: Mapping[str, bytes]) -> None:
 
 class TorchScriptFormat(Format):
     name = "torchscript"
+    description = "TorchScript archive (torch.jit.save), read without running its code"
     suffixes = (".jit", ".torchscript")
 
     def sniff(self, head: bytes, path: Path) -> bool:
