@@ -42,6 +42,11 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def _n(count: int, noun: str) -> str:
+    """``1 layer``, ``3 layers``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _layout(values: list[str] | None) -> dict[str, str] | None:
     """``--layout REGEX=in_out`` options as a mapping (split on the last ``=``)."""
     if not values:
@@ -116,9 +121,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.quiet:
         skipped = summary["skipped_by_reason"]
         where = f" (weights under {result.container!r})" if result.container else ""
-        _err(f"netinit: analysed {summary['n_layers']} layers of {args.checkpoint}{where}")
+        _err(f"netinit: analysed {_n(summary['n_layers'], 'layer')} of {args.checkpoint}{where}")
         if skipped:
-            _err(f"netinit: skipped {summary['n_skipped']} tensors: "
+            _err(f"netinit: skipped {_n(summary['n_skipped'], 'tensor')}: "
                  + ", ".join(f"{n} {r}" for r, n in skipped.items()))
         if written:
             _err(f"netinit: wrote {len(written)} files to {args.output} (open {Path(args.output) / 'report.html'})")
@@ -148,7 +153,7 @@ def cmd_rewire(args: argparse.Namespace) -> int:
                             "out_strength_var_before", "out_strength_var_after"]]
             print(shown.to_string(index=False))
         what = "would rewire" if args.dry_run else "rewired"
-        _err(f"netinit: {what} {len(report)} layers of {args.checkpoint} (seed {args.seed}, passes {args.passes})"
+        _err(f"netinit: {what} {_n(len(report), 'layer')} of {args.checkpoint} (seed {args.seed}, passes {args.passes})"
              + ("" if args.dry_run else f"; wrote {args.output}")
              + (f"; report in {args.report}" if args.report else ""))
     return 0
@@ -187,7 +192,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     if not args.quiet:
-        _err(f"netinit: compared {len(c.layers)} shared layers"
+        _err(f"netinit: compared {_n(len(c.layers), 'shared layer')}"
              + (f"; {len(c.unmatched)} unmatched (see unmatched.csv)" if len(c.unmatched) else "")
              + (f"; wrote {len(written)} files to {args.output}" if written else ""))
     return 0
@@ -278,12 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
         acli = _analysis_cli()
     except SystemExit:
         acli = None
+    subcommands = [a, r, c]
     if acli is not None:
         acli.add_compare_results_options(c)
-        acli.add_experiment_commands(sub)
+        subcommands.append(acli.add_experiment_commands(sub))
 
     f = sub.add_parser("formats", help="list supported checkpoint formats")
     f.set_defaults(func=cmd_formats)
+    for p in subcommands + [f]:  # --debug works before or after the subcommand
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
     return parser
 
 
@@ -294,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (NetinitError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (NetinitError, OSError, TimeoutError) as exc:  # OSError: files, and a Dask scheduler out of reach
         if args.debug:
             raise
         _err(f"netinit: error: {exc}")

@@ -248,11 +248,12 @@ def write_report(
                      ("skipped.csv", result.skipped), ("chains.csv", result.chains)):
         _write_table(df, out / name)
         written.append(out / name)
-    _write_text(out / "summary.json", json.dumps(result.summary(), indent=2, default=str))
-    written.append(out / "summary.json")
     figures = _figures(result, out, matrix_of) if plots else []
     written += figures
-    report = out / "report.html"
+    report, summary_path = out / "report.html", out / "summary.json"
+    written += [report, summary_path]
     _write_text(report, _html(result, figures, [p.name for p in written]))
-    written.append(report)
+    summary = result.summary()
+    summary["outputs"] = [str(p) for p in written]  # the same record as ``netinit analyze --json``
+    _write_text(summary_path, json.dumps(summary, indent=2, default=str))
     return written

@@ -186,3 +186,24 @@ def test_container_without_tensors_and_container_reported(tmp_path, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["container"] == "state_dict"
     assert "weights under 'state_dict'" in captured.err
+
+
+def test_debug_after_subcommand_shows_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        main(["analyze", str(tmp_path / "missing.pt"), "--json", "--debug"])
+
+
+def test_truncated_zip_checkpoint_is_called_truncated(tmp_path, capsys):
+    bad = tmp_path / "cut.pt"
+    bad.write_bytes((EXAMPLES / "mlp_digits.pt").read_bytes()[:30000])
+    assert main(["analyze", str(bad), "--json"]) == 1
+    assert "cut.pt: truncated or corrupt PyTorch checkpoint" in _err_line(capsys)
+
+
+def test_summary_json_lists_outputs_and_singular_messages(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "-o", str(out), "--layers", "^4", "--no-plots"]) == 0
+    assert "analysed 1 layer of" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert {Path(p).name for p in summary["outputs"]} == {"layers.csv", "neurons.csv", "skipped.csv", "chains.csv",
+                                                        "report.html", "summary.json"}

@@ -143,3 +143,12 @@ def test_cli_rewire_unavailable_device(tmp_path, capsys):
         pytest.skip("this machine has CUDA")
     assert main(["rewire", str(EXAMPLES / "mlp_digits.pt"), "--dry-run", "--device", "cuda"]) == 1
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_output_suffix_of_another_format_is_refused(st, tmp_path):
+    p, _ = st
+    with pytest.raises(OutputError, match=r"the suffix \.pt names the torch format, but .* its own format \(safetensors\)"):
+        rewire_checkpoint(p, tmp_path / "r.pt")
+    assert not (tmp_path / "r.pt").exists()
+    rewire_checkpoint(p, tmp_path / "r.weights", seed=0)  # a suffix no format claims is fine
+    assert load_checkpoint(tmp_path / "r.weights").format == "safetensors"

@@ -147,6 +147,9 @@ class TorchCheckpoint(Checkpoint):
         with open(path, "rb") as f:
             head = f.read(2)
         is_zip = zipfile.is_zipfile(path)
+        if not is_zip and head.startswith(b"PK"):
+            raise CorruptFileError(f"{path}: truncated or corrupt PyTorch checkpoint (a zip archive whose "
+                                   f"directory cannot be read)")
         if not is_zip and not head.startswith(b"\x80"):
             raise CorruptFileError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
         if is_zip:

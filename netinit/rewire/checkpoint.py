@@ -53,6 +53,20 @@ def _rewire_matrix(W: np.ndarray, seed: int, name: str, passes: str, device: str
     return t.cpu().numpy()
 
 
+def _check_suffix(out: Path, ckpt: Checkpoint) -> None:
+    """Refuse an output name that promises another format than the one that will be written."""
+    from netinit.formats import available_formats, get_format
+
+    suffix = out.suffix.lower()
+    own = get_format(ckpt.format)
+    if not suffix or suffix in own.suffixes or suffix == ckpt.path.suffix.lower() or out.is_dir():
+        return
+    other = [f.name for f in available_formats() if suffix in f.suffixes]
+    if other:
+        raise OutputError(f"{out}: the suffix {suffix} names the {other[0]} format, but the rewired checkpoint is "
+                          f"written in its own format ({own.name}); use {' or '.join(own.suffixes)}")
+
+
 def rewire_checkpoint(
     source: Checkpoint | os.PathLike | str,
     out: os.PathLike | str | None,
@@ -101,6 +115,7 @@ def rewire_checkpoint(
     ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source)
     if out is not None:
         check_not_input(out, ckpt.path)
+        _check_suffix(Path(out), ckpt)
         if Path(out).exists() and not overwrite:
             raise OutputError(f"{out}: exists already; choose another path or pass --force")
     if device != "cpu":
