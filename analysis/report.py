@@ -296,6 +296,10 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
         n = int(seeds_ok.max()) if len(seeds_ok) else 0
         notes.append(f"the statistical tests need at least 2 finished seeds per condition; this folder has {n} "
                      f"(run more: netinit experiment CONFIG -o DIR --seeds 10); no test was computed")
+    elif seeds_ok.min() < 6:
+        notes.append(f"only {int(seeds_ok.min())} finished seeds for some condition: a two-sided Wilcoxon test "
+                     f"needs at least 6 paired seeds to reach p < 0.05, and bootstrap intervals from so few seeds "
+                     f"are rough; treat this as a pilot (its power estimate says how many seeds to run)")
     pairs = planned_comparisons(cfg)
     final_what = f"{metric} at the last epoch ({E})"
     early_what = f"mean {metric} over epochs {early[0]}-{early[-1]}"
@@ -582,7 +586,8 @@ def _html(rep: ResultsReport, figs: dict[str, str]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(cfg.name)}: comparison"
              f"</title><style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(cfg.name)}: which initialisation trains better?</h1>",
-             f"<p>{html.escape(cfg.description)}</p>" if cfg.description else "",
+             f"<p>{html.escape(cfg.description)} <i>(the config's own description; this folder holds "
+             f"{runs['seed'].nunique()} seeds of {cfg.train.epochs} epochs)</i></p>" if cfg.description else "",
              f"<p>Config hash <code>{rep.config_hash}</code>; data <code>{html.escape(json.dumps(c['data']))}</code>; "
              f"model <code>{html.escape(json.dumps(c['model']))}</code>; training "
              f"<code>{html.escape(json.dumps(c['train']))}</code>; baseline <b>{html.escape(cfg.grid.baseline_label)}"
