@@ -10,6 +10,9 @@ the bias: a ``Conv1D`` (or ``Linear``) bias has the length of the output dimensi
 checkpoint's other weights of those names; when they disagree or none decides, the file is read
 as stored and a ``layout`` mapping must say which.
 
+:class:`AxisLayout` is the general stored -> PyTorch mapping (a transpose, optional flips, a
+reshape) that the Keras and Flax readers use for their ``(in, out)`` / ``(kh, kw, in, out)`` kernels.
+
 The safetensors, sharded and PyTorch readers call :func:`stored_in_out` once per file and show
 the weights it returns transposed to the canonical ``(out, in)``; their writers transpose a
 replacement back with :func:`to_stored`. This module is the only place that decides.
@@ -18,6 +21,7 @@ replacement back with :func:`to_stored`. This module is the only place that deci
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -25,12 +29,33 @@ import numpy as np
 from netinit.errors import FormatError, ShapeError
 from netinit.formats.base import TensorInfo
 
-__all__ = ["CONV1D_NAME", "LAYOUTS", "stored_in_out", "canonical_info", "to_canonical", "to_stored"]
+__all__ = ["CONV1D_NAME", "LAYOUTS", "AxisLayout", "stored_in_out", "canonical_info", "to_canonical", "to_stored"]
 
 #: names of HF GPT-2 ``Conv1D`` weights (stored ``(in, out)``)
 CONV1D_NAME = re.compile(r"(^|\.)(c_attn|c_proj|c_fc)\.weight$")
 #: the values a ``layout`` mapping may give
 LAYOUTS = ("in_out", "out_in")
+
+
+@dataclass(frozen=True)
+class AxisLayout:
+    """Stored -> PyTorch layout: transpose by ``perm``, flip ``flip`` axes, reshape to ``shape``."""
+
+    perm: tuple[int, ...]
+    shape: tuple[int, ...]
+    flip: tuple[int, ...] = ()
+
+    def to_canonical(self, a: np.ndarray) -> np.ndarray:
+        b = a.transpose(self.perm)
+        if self.flip:
+            b = np.flip(b, self.flip)
+        return np.ascontiguousarray(b).reshape(self.shape)
+
+    def to_stored(self, c: np.ndarray, stored: tuple[int, ...]) -> np.ndarray:
+        b = c.reshape(tuple(stored[i] for i in self.perm))
+        if self.flip:
+            b = np.flip(b, self.flip)
+        return np.ascontiguousarray(b.transpose(np.argsort(self.perm)))
 
 
 def _compile(layout: Mapping[str, str], where: str) -> list[tuple[re.Pattern, str, str]]:

@@ -58,6 +58,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from netinit.errors import CorruptFileError, DtypeError, FormatError, ShapeError
+from netinit.formats._layouts import AxisLayout
 from netinit.formats.base import Checkpoint, Format, TensorInfo
 
 __all__ = ["FlaxFormat", "FlaxCheckpoint"]
@@ -272,25 +273,7 @@ def _flatten(obj: Any, prefix: tuple[str, ...], arrays: dict, scalars: dict, whe
         scalars[".".join(prefix)] = str(obj)
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """Stored -> PyTorch layout: transpose by ``perm``, flip ``flip`` axes, reshape to ``shape``."""
-
-    perm: tuple[int, ...]
-    shape: tuple[int, ...]
-    flip: tuple[int, ...] = ()
-
-    def to_canonical(self, a: np.ndarray) -> np.ndarray:
-        b = a.transpose(self.perm)
-        if self.flip:
-            b = np.flip(b, self.flip)
-        return np.ascontiguousarray(b).reshape(self.shape)
-
-    def to_stored(self, c: np.ndarray, stored: tuple[int, ...]) -> np.ndarray:
-        b = c.reshape(tuple(stored[i] for i in self.perm))
-        if self.flip:
-            b = np.flip(b, self.flip)
-        return np.ascontiguousarray(b.transpose(np.argsort(self.perm)))
+_Layout = AxisLayout  # stored -> PyTorch layout (netinit.formats._layouts)
 
 
 def _layout(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[_Layout, str | None, str] | None:

@@ -76,6 +76,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from netinit.errors import CorruptFileError, FormatError, ShapeError
+from netinit.formats._layouts import AxisLayout
 from netinit.formats.base import Checkpoint, Format, TensorInfo, zip_entries
 
 __all__ = ["KerasFormat", "KerasCheckpoint"]
@@ -128,19 +129,7 @@ def _natural(s: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """Stored -> PyTorch layout: transpose by ``perm``, then reshape to ``shape``."""
-
-    perm: tuple[int, ...]
-    shape: tuple[int, ...]
-
-    def to_canonical(self, a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(a.transpose(self.perm)).reshape(self.shape)
-
-    def to_stored(self, c: np.ndarray, stored: tuple[int, ...]) -> np.ndarray:
-        b = c.reshape(tuple(stored[i] for i in self.perm))
-        return np.ascontiguousarray(b.transpose(np.argsort(self.perm)))
+_Layout = AxisLayout  # stored -> PyTorch layout (netinit.formats._layouts)
 
 
 def _matrix(shape: tuple[int, ...], in_axes: tuple[int, ...]) -> _Layout:
