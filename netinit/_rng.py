@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
+import inspect
 import zlib
-from typing import Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
-__all__ = ["RngLike", "as_generator", "layer_seed_sequence", "layer_generator", "stream"]
+__all__ = ["RngLike", "as_generator", "layer_seed_sequence", "layer_generator", "stream", "accepts_generator"]
 
 RngLike = Union[None, int, np.integer, np.random.Generator, np.random.SeedSequence]
 
@@ -48,3 +49,15 @@ def layer_generator(seed: int, name: str) -> np.random.Generator:
 def stream(rng: np.random.Generator, n: int) -> list[np.random.Generator]:
     """Split ``rng`` into ``n`` independent child generators (for sub-steps of one call)."""
     return list(rng.spawn(n))
+
+
+def accepts_generator(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` (an initialiser) takes a ``generator=`` keyword, so its draws can be seeded.
+
+    Callables without an inspectable signature (some builtins) are given the benefit of the doubt.
+    """
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return True
+    return "generator" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())

@@ -44,11 +44,11 @@ P.-O. Loewdin, "On the non-orthogonality problem", Adv. Quantum Chem. 5 (1970).
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Mapping, Union
 
 import numpy as np
 
+from netinit._rng import accepts_generator
 from netinit.diversity import _kernels as K
 from netinit.errors import DtypeError, NonFiniteError, ShapeError
 from netinit.metrics.correlation import correlation_summary
@@ -218,11 +218,7 @@ def _draw(fn: Callable[..., Any], like: Any, generator: Any, kwargs: Mapping[str
 
     t = torch.empty_like(like, memory_format=torch.contiguous_format)
     if generator is not None:
-        try:
-            params = inspect.signature(fn).parameters
-        except (TypeError, ValueError):  # builtins without a signature: try the keyword
-            params = {"generator": None}
-        if "generator" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        if not accepts_generator(fn):
             raise TypeError(
                 f"base {getattr(fn, '__name__', fn)!r} takes no generator= argument, so the draw "
                 "could not follow the generator; pass an initialiser f(tensor, generator=None)"

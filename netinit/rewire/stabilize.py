@@ -21,12 +21,11 @@ References
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Union
 
 import numpy as np
 
-from netinit._rng import RngLike, as_generator
+from netinit._rng import RngLike, accepts_generator, as_generator
 from netinit.rewire._checks import check_array, check_tensor
 
 __all__ = ["stabilize", "stabilize_", "strength_variances", "INITIALIZERS"]
@@ -95,11 +94,7 @@ def resolve_initializer(initializer: Initializer) -> Callable[..., Any]:
 
 
 def _call_init(init: Callable[..., Any], t: Any, generator: Any) -> None:
-    try:
-        params = inspect.signature(init).parameters
-    except (TypeError, ValueError):  # builtins without a signature: try the keyword
-        params = {"generator": None}
-    if "generator" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    if not accepts_generator(init):
         raise TypeError(
             f"initializer {getattr(init, '__name__', init)!r} takes no 'generator' argument; "
             "wrap it (functools.partial of a torch.nn.init function) so draws can be seeded"
