@@ -20,6 +20,7 @@ from netinit._rng import layer_generator
 from netinit.errors import DeviceError, OutputError
 from netinit.formats import Checkpoint, load_checkpoint, save_checkpoint
 from netinit.layers import Layer, find_layers
+from netinit.rewire.stabilize import strength_variances
 
 __all__ = ["rewire_checkpoint", "REPORT_COLUMNS"]
 
@@ -27,10 +28,6 @@ REPORT_COLUMNS = [
     "layer", "kind", "shape", "dtype", "in_strength_var_before", "in_strength_var_after",
     "out_strength_var_before", "out_strength_var_after", "ratio_in", "ratio_out",
 ]
-
-
-def _variances(W: np.ndarray) -> tuple[float, float]:
-    return float(W.sum(axis=1, dtype=np.float64).var()), float(W.sum(axis=0, dtype=np.float64).var())
 
 
 def _ratio(after: float, before: float) -> float:
@@ -129,8 +126,8 @@ def rewire_checkpoint(
     for layer in (progress(found) if progress is not None else found):
         W = layer.matrix()
         W2 = _rewire_matrix(W, seed, layer.name, passes, device)
-        vin0, vout0 = _variances(W)
-        vin1, vout1 = _variances(W2)
+        vin0, vout0 = strength_variances(W)
+        vin1, vout1 = strength_variances(W2)
         rows.append({
             "layer": layer.name, "kind": layer.kind, "shape": "x".join(map(str, layer.shape)),
             "dtype": layer.dtype, "in_strength_var_before": vin0, "in_strength_var_after": vin1,
