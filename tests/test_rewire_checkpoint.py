@@ -152,3 +152,25 @@ def test_output_suffix_of_another_format_is_refused(st, tmp_path):
     assert not (tmp_path / "r.pt").exists()
     rewire_checkpoint(p, tmp_path / "r.weights", seed=0)  # a suffix no format claims is fine
     assert load_checkpoint(tmp_path / "r.weights").format == "safetensors"
+
+
+def test_layers_of_one_shape_rewired_together_get_their_own_streams(tmp_path):
+    """The CPU path stacks same-shaped layers; each must equal pa_rewire on its own stream."""
+    from netinit._rng import layer_generator
+    from netinit.layers import find_layers
+    from netinit.rewire import pa_rewire
+
+    g = torch.Generator().manual_seed(2)
+    sd = {f"block{i}.weight": torch.randn(12, 12, generator=g) for i in range(5)}
+    sd["block4.weight"] = sd["block4.weight"].to(torch.float16)  # same shape, another dtype
+    sd["conv.weight"] = torch.randn(12, 3, 2, 2, generator=g)  # same matrix shape as the blocks
+    p, out = tmp_path / "m.safetensors", tmp_path / "r.safetensors"
+    save_file(sd, str(p))
+    rewire_checkpoint(p, out, seed=6)
+    got = load_file(str(out))
+    layers = {layer.name: layer for layer in find_layers(load_checkpoint(p))[0]}
+    assert set(layers) == set(sd)
+    for name, t in sd.items():
+        expected = pa_rewire(layers[name].matrix(), rng=layer_generator(6, name))
+        assert got[name].dtype == t.dtype
+        np.testing.assert_array_equal(got[name].float().numpy().reshape(expected.shape), expected.astype(np.float32))

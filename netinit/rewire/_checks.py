@@ -73,7 +73,9 @@ def check_tensor(tensor: Any, what: str = "tensor", *, finite: bool = True) -> N
     if not finite:
         return
     with torch.no_grad():
-        ok = torch.isfinite(tensor)
+        if bool(torch.isfinite(tensor.sum(dtype=torch.float64))):  # NaN and inf propagate
+            return
+        ok = torch.isfinite(tensor)  # the sum overflowed or something is not finite: look closer
         if not bool(ok.all()):
             bad = ~ok
             flat = int(bad.flatten().to(torch.uint8).argmax())

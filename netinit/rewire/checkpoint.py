@@ -20,6 +20,7 @@ from netinit._rng import layer_generator
 from netinit.errors import DeviceError, OutputError
 from netinit.formats import Checkpoint, load_checkpoint, save_checkpoint
 from netinit.layers import Layer, find_layers
+from netinit.rewire._cpu import plan_stacks
 from netinit.rewire.stabilize import strength_variances
 
 __all__ = ["rewire_checkpoint", "REPORT_COLUMNS"]
@@ -35,10 +36,7 @@ def _ratio(after: float, before: float) -> float:
 
 
 def _rewire_matrix(W: np.ndarray, seed: int, name: str, passes: str, device: str) -> np.ndarray:
-    if device == "cpu":
-        from netinit.rewire.pa import pa_rewire
-
-        return pa_rewire(W, rng=layer_generator(seed, name), passes=passes)
+    """One layer on a torch device (the CPU path is :func:`_stacked`)."""
     import torch
 
     from netinit.rewire.model import _torch_seed
@@ -48,6 +46,30 @@ def _rewire_matrix(W: np.ndarray, seed: int, name: str, passes: str, device: str
     generator = torch.Generator(device=t.device).manual_seed(_torch_seed(seed, name))
     pa_rewire_(t, generator=generator, passes=passes)
     return t.cpu().numpy()
+
+
+def _stacked(found: list[Layer], seed: int, passes: str) -> Callable[[Layer], tuple[np.ndarray, np.ndarray]]:
+    """``f(layer) -> (W, rewired W)`` for the CPU, rewiring layers of one matrix shape and dtype
+    together (:func:`netinit.rewire._cpu.plan_stacks`) when the first of them is asked for; each
+    result is exactly ``pa_rewire(W, rng=layer_generator(seed, name))``."""
+    from netinit.rewire.pa import _rewire_stack
+
+    keys = [(layer.matrix_shape, layer.dtype) for layer in found]
+    plan = plan_stacks(keys, [layer.matrix_shape for layer in found], [True] * len(found))
+    stack_of = {i: stack for stack in plan for i in stack}
+    index = {id(layer): i for i, layer in enumerate(found)}
+    ready: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+        i = index[id(layer)]
+        if i not in ready:
+            stack = stack_of[i]
+            Ws = [found[j].matrix() for j in stack]
+            out = _rewire_stack(Ws, [layer_generator(seed, found[j].name) for j in stack], passes)
+            ready.update({j: (W, W2) for j, W, W2 in zip(stack, Ws, out)})
+        return ready.pop(i)
+
+    return get
 
 
 def _check_suffix(out: Path, ckpt: Checkpoint) -> None:
@@ -123,9 +145,13 @@ def rewire_checkpoint(
     found, _ = find_layers(ckpt, layers=layers)
     rows = []
     replacements: dict[str, np.ndarray] = {}
+    stacked = _stacked(found, seed, passes) if device == "cpu" else None
     for layer in (progress(found) if progress is not None else found):
-        W = layer.matrix()
-        W2 = _rewire_matrix(W, seed, layer.name, passes, device)
+        if stacked is not None:
+            W, W2 = stacked(layer)
+        else:
+            W = layer.matrix()
+            W2 = _rewire_matrix(W, seed, layer.name, passes, device)
         vin0, vout0 = strength_variances(W)
         vin1, vout1 = strength_variances(W2)
         rows.append({

@@ -38,8 +38,9 @@ import numpy as np
 
 from netinit._rng import layer_seed_sequence
 from netinit.errors import LayerError, NoLayersError
-from netinit.rewire._checks import check_passes
-from netinit.rewire.pa import pa_rewire_
+from netinit.rewire._checks import check_passes, check_tensor, matrix_shape
+from netinit.rewire._cpu import plan_stacks
+from netinit.rewire.pa import _rewire_stack_, pa_rewire_
 from netinit.rewire.stabilize import Initializer, _best_of, _check_k, resolve_initializer, strength_variances
 
 __all__ = ["rewire_model_", "COLUMNS"]
@@ -213,22 +214,59 @@ def rewire_model_(
         weights = [w for w in weights if pattern.search(w.module_name)]
         if not weights:
             raise LayerError(f"layers={layers!r} matches no module name of {type(model).__name__}")
-    rows = []
+    for w in weights:  # dtype, shape and (unless re-drawn first) finiteness, before any change
+        check_tensor(w.param, w.name, finite=not k)
+    rows: dict[int, tuple] = {}
     with torch.no_grad():
-        for w in weights:
-            p = w.param
-            gen = torch.Generator(device=p.device).manual_seed(_torch_seed(seed, w.name))
-            M = _to_canonical(p, w.transposed_groups)
-            v_in0, v_out0 = strength_variances(M)
-            if k:
-                init = resolve_initializer(initializer) if initializer is not None else w.default_init
-                canon = lambda t, g=w.transposed_groups: _to_canonical(t, g)  # noqa: E731
-                _best_of(p, init, k, gen, canon)
+        for chunk in _chunks(weights):
+            todo = []
+            for i in chunk:
+                w = weights[i]
+                p = w.param
+                gen = torch.Generator(device=p.device).manual_seed(_torch_seed(seed, w.name))
                 M = _to_canonical(p, w.transposed_groups)
-            pa_rewire_(M, generator=gen, passes=passes)
-            _from_canonical(M, p, w.transposed_groups)
-            v_in1, v_out1 = strength_variances(M)
-            rows.append((w.name, w.module_type, tuple(p.shape), v_in0, v_in1, v_out0, v_out1,
-                         v_in1 / v_in0 if v_in0 > 0 else float("nan"),
-                         v_out1 / v_out0 if v_out0 > 0 else float("nan")))
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+                before = strength_variances(M)
+                if k:
+                    init = resolve_initializer(initializer) if initializer is not None else w.default_init
+                    canon = lambda t, g=w.transposed_groups: _to_canonical(t, g)  # noqa: E731
+                    _best_of(p, init, k, gen, canon)
+                    M = _to_canonical(p, w.transposed_groups)
+                todo.append((i, M, gen, before))
+            if todo[0][1].device.type == "cpu":
+                _rewire_stack_([t[1] for t in todo], [t[2] for t in todo], passes)
+            else:
+                pa_rewire_(todo[0][1], generator=todo[0][2], passes=passes)
+            for i, M, _, (v_in0, v_out0) in todo:
+                w = weights[i]
+                _from_canonical(M, w.param, w.transposed_groups)
+                v_in1, v_out1 = strength_variances(M)
+                rows[i] = (w.name, w.module_type, tuple(w.param.shape), v_in0, v_in1, v_out0, v_out1,
+                           v_in1 / v_in0 if v_in0 > 0 else float("nan"),
+                           v_out1 / v_out0 if v_out0 > 0 else float("nan"))
+    return pd.DataFrame([rows[i] for i in sorted(rows)], columns=list(COLUMNS))
+
+
+def _canonical_shape(w: _Weight) -> tuple[int, int]:
+    """The ``(n_out, n_in)`` shape :func:`_to_canonical` gives ``w``, without making it."""
+    shape = tuple(int(d) for d in w.param.shape)
+    if not w.transposed_groups:
+        return matrix_shape(shape, w.name)
+    g, (n_in, n_out_g) = w.transposed_groups, shape[:2]
+    return g * n_out_g, (n_in // g) * int(np.prod(shape[2:], dtype=np.int64))
+
+
+def _chunks(weights: list[_Weight]) -> list[list[int]]:
+    """Indices of ``weights`` in the groups rewired together (:func:`_rewire_stack_`): CPU
+    weights of one canonical shape and dtype, within :func:`~netinit.rewire._cpu.plan_stacks`'
+    limits (a weight is rewired on a copy when it is a transposed convolution, float16/bfloat16
+    or not contiguous). Weights on other devices are groups of their own."""
+    import torch
+
+    keys, shapes, copied = [], [], []
+    for w in weights:
+        p = w.param
+        shapes.append(_canonical_shape(w))
+        copied.append(bool(w.transposed_groups) or p.dtype not in (torch.float32, torch.float64)
+                      or not p.is_contiguous())
+        keys.append((shapes[-1], p.dtype, copied[-1]) if p.device.type == "cpu" else None)
+    return plan_stacks(keys, shapes, copied)

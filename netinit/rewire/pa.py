@@ -29,19 +29,20 @@ import numpy as np
 
 from netinit._rng import RngLike, as_generator, stream
 from netinit.rewire._checks import check_array, check_passes, check_tensor, matrix_shape
-from netinit.rewire._cpu import rewire_inplace
+from netinit.rewire._cpu import Draw, rewire_inplace, rewire_stack_inplace
 
 __all__ = ["pa_rewire", "pa_rewire_"]
 
+def _draws(gen: np.random.Generator) -> tuple[Draw, Draw]:
+    """The row pass's and the column pass's draw functions: the two child streams of ``gen``."""
+    g_rows, g_cols = stream(gen, 2)
+    return (lambda out: g_rows.standard_exponential(out=out),
+            lambda out: g_cols.standard_exponential(out=out))
+
+
 def _numpy_inplace(A: np.ndarray, gen: np.random.Generator, passes: str) -> None:
     """Rewire the C-contiguous 2-D float array ``A`` in place with the two streams of ``gen``."""
-    g_rows, g_cols = stream(gen, 2)
-    rewire_inplace(
-        A,
-        passes,
-        lambda out: g_rows.standard_exponential(out=out),
-        lambda out: g_cols.standard_exponential(out=out),
-    )
+    rewire_inplace(A, passes, *_draws(gen))
 
 
 def pa_rewire(W: Any, *, rng: RngLike = None, passes: str = "both") -> np.ndarray:
@@ -112,17 +113,49 @@ def pa_rewire(W: Any, *, rng: RngLike = None, passes: str = "both") -> np.ndarra
     True
     """
     passes = check_passes(passes)
-    A = check_array(W, "W")
+    A, work = _numpy_work(W, "W")
     gen = as_generator(rng)
-    n_rows, n_cols = matrix_shape(A.shape, "W")
-    if A.min() == A.max():  # all equal: every placement is the same matrix
+    if work is None:  # all equal: every placement is the same matrix
         return A.copy()
+    _numpy_inplace(work, gen, passes)
+    return work.astype(A.dtype, copy=False).reshape(A.shape)
+
+
+def _numpy_work(W: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The validated array and its C-contiguous ``(n_rows, n_cols)`` work copy (float32 for
+    float16, else its own dtype); ``None`` for the copy when all values are equal."""
+    A = check_array(W, what)
+    n_rows, n_cols = matrix_shape(A.shape, what)
+    if A.min() == A.max():
+        return A, None
     work_dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.dtype(np.float32)
     if A.dtype.itemsize > 8:  # long double: keep it (the engine is dtype-generic)
         work_dtype = A.dtype
-    work = np.array(A.reshape(n_rows, n_cols), dtype=work_dtype, order="C", copy=True)
-    _numpy_inplace(work, gen, passes)
-    return work.astype(A.dtype, copy=False).reshape(A.shape)
+    return A, np.array(A.reshape(n_rows, n_cols), dtype=work_dtype, order="C", copy=True)
+
+
+def _rewire_stack(arrays: list[Any], rngs: list[RngLike], passes: str = "both") -> list[np.ndarray]:
+    """:func:`pa_rewire` of each array with its ``rng``, the arrays rewired together.
+
+    The arrays share one canonical ``(n_rows, n_cols)`` shape; each result is exactly
+    ``pa_rewire(array, rng=rng, passes=passes)``, but step ``t`` of all of them is one series of
+    numpy calls (see :mod:`netinit.rewire._cpu`). Every array is validated before any work.
+    """
+    passes = check_passes(passes)
+    if len(arrays) != len(rngs):
+        raise ValueError(f"{len(arrays)} arrays but {len(rngs)} generators")
+    prepared = [_numpy_work(W, f"arrays[{i}]") for i, W in enumerate(arrays)]
+    if len({matrix_shape(A.shape) for A, _ in prepared}) > 1:
+        raise ValueError("the arrays of a stack share one (n_rows, n_cols) shape")
+    gens = [as_generator(r) for r in rngs]
+    by_dtype: dict[np.dtype, list[int]] = {}
+    for i, (_, work) in enumerate(prepared):
+        if work is not None:
+            by_dtype.setdefault(work.dtype, []).append(i)
+    for idx in by_dtype.values():
+        draws = [_draws(gens[i]) for i in idx]
+        rewire_stack_inplace([prepared[i][1] for i in idx], passes, [d[0] for d in draws], [d[1] for d in draws])
+    return [A.copy() if work is None else work.astype(A.dtype, copy=False).reshape(A.shape) for A, work in prepared]
 
 
 def pa_rewire_(tensor: Any, *, generator: Any = None, passes: str = "both") -> Any:
@@ -186,20 +219,62 @@ def pa_rewire_(tensor: Any, *, generator: Any = None, passes: str = "both") -> A
     return tensor
 
 
-def _cpu_inplace(tensor: Any, generator: Any, passes: str, n_rows: int, n_cols: int) -> None:
+def _cpu_work(tensor: Any, generator: Any, n_rows: int, n_cols: int) -> tuple[np.ndarray, Draw, Draw, Any]:
+    """What the CPU engine needs for one tensor: its ``(n_rows, n_cols)`` float32/float64 work
+    matrix (the tensor's own memory when it can be), the two passes' draw functions (a numpy
+    stream seeded from 248 bits of ``generator``) and ``finish()``, which writes the result back."""
     import torch
 
     entropy = torch.randint(0, 2**62, (4,), generator=generator, dtype=torch.int64).tolist()
-    gen = np.random.default_rng(np.random.SeedSequence(entropy))
+    draw_rows, draw_cols = _draws(np.random.default_rng(np.random.SeedSequence(entropy)))
     t = tensor.detach()
     if t.dtype in (torch.float32, torch.float64) and t.is_contiguous():
-        _numpy_inplace(t.numpy().reshape(n_rows, n_cols), gen, passes)
-        torch.autograd.graph.increment_version(tensor)
-    else:
-        work_dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
-        work = t.to(work_dtype).contiguous()
-        _numpy_inplace(work.numpy().reshape(n_rows, n_cols), gen, passes)
-        tensor.copy_(work.view(tensor.shape))
+        return (t.numpy().reshape(n_rows, n_cols), draw_rows, draw_cols,
+                lambda: torch.autograd.graph.increment_version(tensor))
+    work = t.to(torch.float64 if t.dtype == torch.float64 else torch.float32).contiguous()
+    return (work.numpy().reshape(n_rows, n_cols), draw_rows, draw_cols,
+            lambda: tensor.copy_(work.view(tensor.shape)))
+
+
+def _cpu_inplace(tensor: Any, generator: Any, passes: str, n_rows: int, n_cols: int) -> None:
+    A, draw_rows, draw_cols, finish = _cpu_work(tensor, generator, n_rows, n_cols)
+    rewire_inplace(A, passes, draw_rows, draw_cols)
+    finish()
+
+
+def _rewire_stack_(tensors: list[Any], generators: list[Any], passes: str = "both") -> None:
+    """:func:`pa_rewire_` of each CPU tensor with its generator, the tensors rewired together.
+
+    The tensors share one canonical ``(n_rows, n_cols)`` shape; each gets exactly the result of
+    ``pa_rewire_(tensor, generator=generator, passes=passes)`` (all-equal ones are left alone),
+    but step ``t`` of all of them is one series of numpy calls, which is what makes the many
+    small repeated layers of a model fast (:func:`netinit.rewire.rewire_model_` groups them).
+    Every tensor is validated before any is changed.
+    """
+    import torch
+
+    passes = check_passes(passes)
+    if len(tensors) != len(generators):
+        raise ValueError(f"{len(tensors)} tensors but {len(generators)} generators")
+    shapes = set()
+    for i, t in enumerate(tensors):
+        check_tensor(t, f"tensors[{i}]")
+        if t.device.type != "cpu":
+            raise ValueError(f"tensors[{i}] is on {t.device}; a stack is rewired on the CPU")
+        shapes.add(matrix_shape(tuple(t.shape)))
+    if len(shapes) > 1:
+        raise ValueError(f"the tensors of a stack share one (n_rows, n_cols) shape; got {sorted(shapes)}")
+    works: dict[Any, list] = {}
+    with torch.no_grad():
+        for t, g in zip(tensors, generators):
+            if bool(t.min() == t.max()):
+                continue
+            A, draw_rows, draw_cols, finish = _cpu_work(t, g, *matrix_shape(tuple(t.shape)))
+            works.setdefault(A.dtype, []).append((A, draw_rows, draw_cols, finish))
+        for items in works.values():
+            rewire_stack_inplace([w[0] for w in items], passes, [w[1] for w in items], [w[2] for w in items])
+            for w in items:
+                w[3]()
 
 
 def _device_kernel(n_cols: int):

@@ -92,6 +92,39 @@ def test_engine_equals_kernel(shape, dtype, threads, seed, monkeypatch, spawned_
     np.testing.assert_array_equal(A, expected)
 
 
+def _draw_pair(seed):
+    g_rows, g_cols = np.random.default_rng(seed).spawn(2)
+    return (lambda o: g_rows.standard_exponential(out=o)), (lambda o: g_cols.standard_exponential(out=o))
+
+
+@pytest.mark.parametrize("threads", [False, True])
+@pytest.mark.parametrize("passes", ["both", "rows", "cols"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k", [((37, 23), 3), ((9, 1), 2), ((2, 130), 4), ((130, 70), 2)])
+def test_stack_equals_each_matrix_alone(shape, k, dtype, passes, threads, monkeypatch):
+    """A stack of k matrices gives each exactly its own result (many small blocks)."""
+    monkeypatch.setattr(cpu, "_BLOCK_ELEMENTS", 256)
+    mats = [_weights(shape, dtype, 100 + i) for i in range(k)]
+    alone = [m.copy() for m in mats]
+    for i, A in enumerate(alone):
+        cpu.rewire_inplace(A, passes, *_draw_pair(i), threads=False)
+    pairs = [_draw_pair(i) for i in range(k)]
+    stacked = [m.copy() for m in mats]
+    cpu.rewire_stack_inplace(stacked, passes, [p[0] for p in pairs], [p[1] for p in pairs], threads=threads)
+    for i in range(k):
+        np.testing.assert_array_equal(stacked[i], alone[i])
+    if min(shape) > 1:  # a single row or column has nothing to move
+        assert not np.array_equal(stacked[0], mats[0])
+
+
+def test_stack_refuses_mixed_shapes_or_dtypes():
+    d = _draw_pair(0)
+    with pytest.raises(ValueError, match="one shape and dtype"):
+        cpu.rewire_stack_inplace([np.zeros((3, 4)), np.zeros((4, 3))], "both", [d[0]] * 2, [d[1]] * 2)
+    with pytest.raises(ValueError, match="one shape and dtype"):
+        cpu.rewire_stack_inplace([np.zeros((3, 4)), np.zeros((3, 4), np.float32)], "both", [d[0]] * 2, [d[1]] * 2)
+
+
 def test_pa_rewire_is_the_kernel_on_spawned_draws(seed, spawned_draws):
     W = _weights((300, 1000), np.float32, seed)  # several default-size blocks, helper thread on
     E_rows, E_cols = spawned_draws(seed, W.shape)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from netinit.errors import LayerError, NoLayersError
+from netinit.errors import LayerError, NoLayersError, NonFiniteError
 from netinit.rewire import rewire_model_
 from netinit.rewire.model import COLUMNS, _from_canonical, _to_canonical
 
@@ -140,3 +140,64 @@ def test_stabilize_then_rewire():
     rewire_model_(c, seed=0, stabilize=4, initializer="kaiming_normal", layers="head")
     assert not torch.equal(c.head[0].weight, a.head[0].weight)
     assert len(t) == len(EXPECTED)
+
+
+class Repeated(nn.Module):
+    """Repeated shapes (rewired as stacks), a transposed conv, a float16 layer and a view."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(7)
+        self.blocks = nn.ModuleList(nn.Linear(16, 16) for _ in range(5))
+        self.convs = nn.ModuleList(nn.Conv2d(4, 16, 2) for _ in range(3))  # canonical 16x16 too
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(6, 4, 3, groups=2) for _ in range(2))
+        self.f16 = nn.ModuleList(nn.Linear(16, 16).half() for _ in range(2))
+        for p in self.parameters():
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=gen).to(p.dtype))
+
+
+def test_layers_rewired_together_get_their_own_results():
+    """rewire_model_ stacks same-shaped layers; each must equal pa_rewire_ on its own stream."""
+    from netinit.rewire import pa_rewire_
+    from netinit.rewire.model import _chunks, _find_weights, _torch_seed
+
+    net, ref = Repeated(), Repeated()
+    chunks = _chunks(_find_weights(net))
+    assert max(len(c) for c in chunks) >= 5  # the test exercises real stacks
+    rewire_model_(net, seed=4)
+    with torch.no_grad():
+        for w in _find_weights(ref):
+            M = _to_canonical(w.param, w.transposed_groups)
+            pa_rewire_(M, generator=torch.Generator().manual_seed(_torch_seed(4, w.name)))
+            _from_canonical(M, w.param, w.transposed_groups)
+    for (name, a), b in zip(net.state_dict().items(), ref.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_stack_sizes_are_bounded():
+    from netinit.rewire._cpu import _STACK_ROW
+    from netinit.rewire.model import _canonical_shape, _chunks, _find_weights
+
+    ws = _find_weights(Repeated())
+    chunks = _chunks(ws)
+    assert sorted(i for c in chunks for i in c) == list(range(len(ws)))
+    largest = max(w.param.numel() for w in ws)
+    for c in chunks:
+        keys = {(_canonical_shape(ws[i]), ws[i].param.dtype) for i in c}
+        assert len(keys) == 1
+        assert len(c) * max(_canonical_shape(ws[c[0]])) <= _STACK_ROW
+        if ws[c[0]].transposed_groups or ws[c[0]].param.dtype == torch.float16:  # rewired on copies
+            assert sum(ws[i].param.numel() for i in c) <= largest
+
+
+def test_non_finite_weight_stops_before_any_change():
+    net = Repeated()
+    with torch.no_grad():
+        net.f16[1].weight[2, 3] = float("nan")
+    before = _state(net)
+    with pytest.raises(NonFiniteError, match=r"f16\.1\.weight holds 1 non-finite value"):
+        rewire_model_(net, seed=0)
+    after = net.state_dict()
+    assert all(torch.equal(after[k], v) or torch.isnan(v).any() for k, v in before.items())
+    assert torch.equal(after["blocks.0.weight"], before["blocks.0.weight"])

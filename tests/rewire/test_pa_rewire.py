@@ -231,3 +231,46 @@ def test_device_kernel_falls_back_without_triton(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "netinit.rewire._triton", None)  # import raises ImportError
     assert pa._device_kernel(64) is _pa_pass_torch
+
+
+# --- stacks: several same-shaped CPU tensors rewired together --------------------------------
+
+
+def _gens(seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_stack_gives_each_tensor_its_pa_rewire_result(dtype):
+    from netinit.rewire.pa import _rewire_stack_
+
+    base = [torch.randn(24, 3, 3, 3, generator=g).to(dtype) for g in _gens(range(4))]
+    base[2] = torch.full((24, 3, 3, 3), 0.25, dtype=dtype)  # all equal: left alone, like pa_rewire_
+    alone = [t.clone() for t in base]
+    for t, g in zip(alone, _gens(range(10, 14))):
+        pa_rewire_(t, generator=g)
+    stacked = [t.clone() for t in base]
+    _rewire_stack_(stacked, _gens(range(10, 14)))
+    for a, b in zip(alone, stacked):
+        assert a.dtype == b.dtype == dtype
+        assert torch.equal(a, b)
+    assert not torch.equal(stacked[0], base[0]) and torch.equal(stacked[2], base[2])
+
+
+def test_stack_validates_every_tensor_before_changing_any():
+    from netinit.rewire.pa import _rewire_stack_
+
+    good = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))
+    bad = good.clone()
+    bad[3, 4] = float("inf")
+    kept = good.clone()
+    with pytest.raises(NonFiniteError, match=r"tensors\[1\] holds 1 non-finite value"):
+        _rewire_stack_([good, bad], _gens([0, 1]))
+    assert torch.equal(good, kept)
+    with pytest.raises(ValueError, match=r"share one \(n_rows, n_cols\) shape"):
+        _rewire_stack_([good, torch.randn(6, 5)], _gens([0, 1]))
+    with pytest.raises(ValueError, match="2 tensors but 1 generators"):
+        _rewire_stack_([good, good.clone()], _gens([0]))
+    with pytest.raises(ValueError, match="passes must be one of"):
+        _rewire_stack_([good], _gens([0]), passes="all")
+    assert torch.equal(good, kept)
