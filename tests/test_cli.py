@@ -144,6 +144,7 @@ def test_formats_lists_registry(capsys):
     assert main(["formats"]) == 0
     out = capsys.readouterr().out
     assert "safetensors" in out and ".npz" in out and ".pt" in out
+    assert "*.bin.index.json" in out  # sharded PyTorch checkpoints are listed
 
 
 def test_analyze_with_data_adds_activation_diversity(tmp_path, capsys):

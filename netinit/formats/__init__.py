@@ -130,8 +130,8 @@ def load_checkpoint(
     ----------
     path : path-like
         A checkpoint file (PyTorch ``.pt/.pth/.bin/.ckpt``, safetensors, ``.npz``, ONNX,
-        TorchScript), or a sharded safetensors index ``*.safetensors.index.json`` or the folder
-        that holds it.
+        TorchScript), or the index of a sharded checkpoint (``*.safetensors.index.json``,
+        ``*.bin.index.json``) or the folder that holds it.
     format : str, optional
         Force a format by registry name instead of detecting it.
     key : str, optional
@@ -187,8 +187,9 @@ def save_checkpoint(ckpt: Checkpoint, out: os.PathLike | str, replacements: Mapp
     Each replacement has the shape :meth:`Checkpoint.info` reports (PyTorch layout); the format
     converts it to the stored layout and dtype. Every other tensor and the metadata are kept.
     Each file is written atomically (temporary file, then rename) and never over an input file.
-    For a sharded checkpoint ``out`` is the new index file (``*.safetensors.index.json``) or a
-    folder; the new shards are written beside the index (:mod:`netinit.formats.sharded`).
+    For a sharded checkpoint ``out`` is the new index file (``*.safetensors.index.json``,
+    ``*.bin.index.json``) or a folder; the new shards are written beside the index
+    (:mod:`netinit.formats.sharded`).
 
     Returns
     -------

@@ -17,7 +17,9 @@ states) is saved unchanged.
 
 HF GPT-2 ``Conv1D`` weights (``pytorch_model.bin``), stored ``(in, out)``, are shown transposed to
 ``(out, in)`` and written back as stored (:mod:`netinit.formats._layouts`; ``layout=`` forces it).
-TorchScript archives (``torch.jit.save``) are read by :mod:`netinit.formats.torchscript`.
+TorchScript archives (``torch.jit.save``) are read by :mod:`netinit.formats.torchscript`; sharded
+checkpoints (``pytorch_model.bin.index.json`` beside ``.bin`` shards) by :mod:`netinit.formats.sharded`,
+one shard at a time through this reader.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def _count_tensors(obj: Any, depth: int = 0) -> int:
     return 0
 
 
-def _flatten(obj: Any, prefix: tuple, out: dict[tuple, Any], depth: int = 0) -> None:
+def _flatten(obj: Any, prefix: tuple, out: dict[tuple, Any], depth: int = 0, *, ignore: bool = True) -> None:
     torch = _torch()
     if isinstance(obj, torch.Tensor):
         out[prefix] = obj
@@ -75,12 +77,12 @@ def _flatten(obj: Any, prefix: tuple, out: dict[tuple, Any], depth: int = 0) -> 
         return
     elif isinstance(obj, Mapping):
         for k, v in obj.items():
-            if depth == 0 and not prefix and isinstance(k, str) and _IGNORED.search(k):
+            if ignore and depth == 0 and not prefix and isinstance(k, str) and _IGNORED.search(k):
                 continue
-            _flatten(v, prefix + (k,), out, depth + 1)
+            _flatten(v, prefix + (k,), out, depth + 1, ignore=ignore)
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            _flatten(v, prefix + (i,), out, depth + 1)
+            _flatten(v, prefix + (i,), out, depth + 1, ignore=ignore)
 
 
 def _find_container(obj: Any, path: Path, key: str | None) -> tuple[Any, str | None]:
@@ -139,17 +141,45 @@ def _translate_error(exc: BaseException, path: Path) -> FormatError:
                             f"{msg.splitlines()[0][:160] if msg else 'no detail'})")
 
 
-class TorchCheckpoint(Checkpoint):
-    """A PyTorch checkpoint loaded with ``weights_only=True`` (memory-mapped when possible)."""
+def _looks_like_safetensors(head: bytes, path: Path) -> bool:
+    """Whether a file starts like safetensors: an 8-byte little-endian header length, then ``{``."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 0 < n <= path.stat().st_size - 8
 
-    def __init__(self, path: Path, *, key: str | None = None, layout: Mapping[str, str] | None = None) -> None:
+
+class TorchCheckpoint(Checkpoint):
+    """A PyTorch checkpoint loaded with ``weights_only=True`` (memory-mapped when possible).
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    key : str, optional
+        The container holding the weights, when the file holds several.
+    layout : mapping, optional
+        ``{regex: "in_out" | "out_in"}`` (:func:`netinit.formats._layouts.stored_in_out`).
+    in_out : mapping, optional
+        The tensors stored ``(in, out)`` (name -> reason), already decided by the caller (a
+        sharded checkpoint decides over all its shards); ``layout`` is then ignored.
+    names_as_stored : bool
+        Take every tensor under the name it is stored under: no ``module.`` / ``_orig_mod.``
+        prefix removed and no top-level key ignored (the shard of a sharded checkpoint, whose
+        index names its tensors).
+    """
+
+    def __init__(self, path: Path, *, key: str | None = None, layout: Mapping[str, str] | None = None,
+                 in_out: Mapping[str, str] | None = None, names_as_stored: bool = False) -> None:
         torch = _torch()
         with open(path, "rb") as f:
-            head = f.read(2)
+            head = f.read(9)
         is_zip = zipfile.is_zipfile(path)
         if not is_zip and head.startswith(b"PK"):
             raise CorruptFileError(f"{path}: truncated or corrupt PyTorch checkpoint (a zip archive whose "
                                    f"directory cannot be read)")
+        if not is_zip and _looks_like_safetensors(head, path):  # its header length may begin with 0x80
+            raise CorruptFileError(f"{path}: not a PyTorch checkpoint (its bytes are a safetensors file)")
         if not is_zip and not head.startswith(b"\x80"):
             raise CorruptFileError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
         if is_zip:
@@ -175,24 +205,30 @@ class TorchCheckpoint(Checkpoint):
         if isinstance(weights, torch.Tensor):
             flat[("tensor",)] = weights
         else:
-            _flatten(weights, (), flat)
+            _flatten(weights, (), flat, ignore=not names_as_stored)
         raw_names = [".".join(str(p) for p in k) for k in flat]
-        names, stripped = _strip_prefixes(raw_names)
+        names, stripped = (raw_names, "") if names_as_stored else _strip_prefixes(raw_names)
         meta = {"prefix_removed": stripped} if stripped else {}
         super().__init__(path=path, format="torch", metadata=meta, container=container)
         self._root = obj
         self._container_key = container
         self._paths = dict(zip(names, flat.keys()))
         self._tensors = dict(zip(names, flat.values()))
-        self.converted = _layouts.stored_in_out(
-            {n: tuple(t.shape) for n, t in self._tensors.items()}, layout, where=str(path))
+        if in_out is None:
+            in_out = _layouts.stored_in_out(
+                {n: tuple(t.shape) for n, t in self._tensors.items()}, layout, where=str(path))
+        self.converted = dict(in_out)
 
     def names(self) -> list[str]:
         return list(self._tensors)
 
-    def info(self, name: str) -> TensorInfo:
+    def stored_info(self, name: str) -> TensorInfo:
+        """Shape and dtype of tensor ``name`` as stored in the file."""
         t = self._tensors[name]
-        info = TensorInfo(name, tuple(int(d) for d in t.shape), numpy_dtype_name(t.dtype))
+        return TensorInfo(name, tuple(int(d) for d in t.shape), numpy_dtype_name(t.dtype))
+
+    def info(self, name: str) -> TensorInfo:
+        info = self.stored_info(name)
         return _layouts.canonical_info(info) if name in self.converted else info
 
     def tensor(self, name: str):
@@ -259,7 +295,8 @@ class TorchFormat(Format):
 
     def write(self, ckpt: Checkpoint, replacements: Mapping[str, np.ndarray], out: Path) -> None:
         assert isinstance(ckpt, TorchCheckpoint)
-        legacy = ckpt.path.open("rb").read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC
+        with ckpt.path.open("rb") as f:
+            legacy = f.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC
         _torch().save(ckpt.replaced_object(replacements), out,
                       _use_new_zipfile_serialization=not legacy)
 

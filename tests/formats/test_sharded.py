@@ -140,10 +140,11 @@ def test_malformed_index(tmp_path, text, msg):
         load_checkpoint(p)
 
 
-def test_sharded_torch_bin_is_refused(tmp_path):
-    p = tmp_path / "pytorch_model.bin.index.json"
-    p.write_text('{"weight_map": {"a": "pytorch_model-00001-of-00001.bin"}}')
-    with pytest.raises(FormatError, match=r"shard 'pytorch_model-00001-of-00001\.bin' is not a \.safetensors file"):
+def test_shard_of_unknown_kind_is_refused(tmp_path):  # sharded .bin: tests/formats/test_sharded_torch.py
+    p = tmp_path / "model.safetensors.index.json"
+    p.write_text('{"weight_map": {"a": "model-00001-of-00001.npz"}}')
+    with pytest.raises(FormatError, match=r"shard 'model-00001-of-00001\.npz' is neither a safetensors nor a "
+                                          r"PyTorch file"):
         load_checkpoint(p)
 
 
