@@ -179,7 +179,7 @@ def structure_shift(change: pd.DataFrame, *, measures: Sequence[str] = ("in_stre
                     order: Sequence[str] | None = None) -> Any:
     """Per layer, the mean over seeds (95% CI) of each measure for random and trained weights.
 
-    ``change`` is the table of :func:`analysis.report.structure_change` (``method, seed, layer,
+    ``change`` is the table of :func:`analysis.structure.structure_change` (``method, seed, layer,
     measure, random, trained``).
     """
     import seaborn as sns

@@ -1,0 +1,160 @@
+"""The tables of a results-folder comparison, and :class:`ResultsReport`, which holds them.
+
+Pure pandas and :mod:`analysis.stats` on the run tables of :func:`analysis.runner.load_results`:
+the per-epoch and per-layer tables, the comparisons a config plans, the run index with its pairing
+check, the outcomes, the paired comparisons with Holm's correction and the seeds needed. What the
+comparisons are is stated in :mod:`analysis.report`, which assembles these tables in
+:func:`analysis.report.analyse`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.config import Condition, ExperimentConfig, Method
+from analysis.stats import StatsError, holm, paired_comparison, paired_differences, seeds_needed
+
+__all__ = ["ResultsReport", "epoch_table", "layer_table", "planned_comparisons"]
+
+_VERSIONS = ("python_version", "torch_version", "numpy_version", "netinit_version")
+
+
+@dataclass
+class ResultsReport:
+    """Everything :func:`analysis.report.analyse` computed: tables, sentences and (unsaved) figures."""
+
+    config: ExperimentConfig
+    config_hash: str
+    metric: str
+    tables: dict[str, pd.DataFrame]
+    conclusions: list[str]
+    notes: list[str]
+    alpha: float = 0.05
+    headlines: list[str] = field(default_factory=list)      #: the one-line verdicts (a subset of conclusions)
+    outcomes: dict[str, str] = field(default_factory=dict)  #: table key -> what its outcome is
+    figures: dict[str, Any] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary: config, counts, conclusions, notes and the final comparisons."""
+        runs = self.tables["runs"]
+        final = self.tables.get("paired_final", pd.DataFrame())
+        return {"experiment": self.config.name, "config_hash": self.config_hash, "metric": self.metric,
+                "runs": int(len(runs)), "ok": int((runs["status"] == "ok").sum()),
+                "diverged": int((runs["status"] != "ok").sum()), "conclusions": self.conclusions,
+                "notes": self.notes, "paired_final": json.loads(final.to_json(orient="records"))}
+
+
+# --------------------------------------------------------------------------- tables
+def epoch_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, seed, epoch) with the per-epoch measures as columns."""
+    e = runs[runs["layer"] == ""]
+    wide = e.pivot_table(index=["method", "seed", "epoch"], columns="measure", values="value",
+                         aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def layer_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, seed, epoch, layer) with the per-layer measures as columns."""
+    e = runs[runs["layer"] != ""]
+    wide = e.pivot_table(index=["method", "seed", "epoch", "layer"], columns="measure", values="value",
+                         aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def planned_comparisons(cfg: ExperimentConfig) -> list[tuple[str, str, str]]:
+    """``(condition, reference, kind)`` for every comparison the report makes (:mod:`analysis.report`)."""
+    conds = cfg.grid.conditions()
+    labels = {c.label for c in conds}
+    base = cfg.grid.baseline_label
+    out = [(c.label, base, "against the baseline") for c in conds if c.label != base]
+    seen = {(a, b) for a, b, _ in out}
+    for c in conds:
+        refs = []
+        if c.method.modifiers:
+            refs.append((Condition(Method(c.method.base), c.regulariser).label, "modifier on the same draw"))
+        if c.regulariser != "none":
+            refs.append((Condition(c.method, "none").label, "regulariser"))
+        for ref, kind in refs:
+            if ref in labels and ref != c.label and (c.label, ref) not in seen:
+                out.append((c.label, ref, kind))
+                seen.add((c.label, ref))
+    return out
+
+
+def _runs_index(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    meta = [c for c in ("init", "base", "regulariser", "status", "error", "base_draw", "data_order", "seconds",
+                        *_VERSIONS) if c in runs.columns]
+    idx = runs.groupby(["method", "seed"], sort=False)[meta].first()
+    ep = runs[runs["layer"] == ""]
+    idx["last_epoch"] = ep.groupby(["method", "seed"])["epoch"].max()
+    idx[f"last_{metric}"] = ep[ep["measure"] == metric].sort_values("epoch").groupby(["method", "seed"])["value"].last()
+    return idx.reset_index().sort_values(["method", "seed"]).reset_index(drop=True)
+
+
+def _pairing(idx: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    ok = idx[idx["status"] == "ok"]
+    orders = ok.groupby("seed")["data_order"].nunique()
+    draws = ok.groupby(["seed", "base"])["base_draw"].nunique()
+    table = pd.DataFrame({"check": ["same batch order within each seed", "same base draw within each (seed, base)"],
+                          "holds": [bool((orders <= 1).all()), bool((draws <= 1).all())],
+                          "groups": [int(len(orders)), int(len(draws))]})
+    notes = [] if table["holds"].all() else [
+        "the pairing check failed (see the pairing table): runs of one seed do not share their "
+        "batch order or base draw, so the paired tests are not valid for this folder"]
+    return table, notes
+
+
+def _outcome(ep: pd.DataFrame, metric: str, epochs: list[int]) -> pd.DataFrame:
+    part = ep[ep["epoch"].isin(epochs)].dropna(subset=[metric])
+    v = part.groupby(["method", "seed"])[metric].mean()
+    if "loss" in metric:  # lower is better: compare the negative loss so "higher is better" holds
+        v = -v
+    return v.rename("value").reset_index()
+
+
+def _compare(values: pd.DataFrame, pairs: list[tuple[str, str, str]]) -> tuple[pd.DataFrame, list[str]]:
+    rows, notes = [], []
+    for m, ref, kind in pairs:
+        sub = values[values["method"].isin([m, ref])]
+        if sub["method"].nunique() < 2:
+            notes.append(f"{m} vs {ref}: no finished runs of {m if ref in set(sub['method']) else ref}")
+            continue
+        try:
+            with warnings.catch_warnings():  # BCa on 2-3 seeds: numpy warns, stats falls back
+                warnings.simplefilter("ignore", RuntimeWarning)
+                r = paired_comparison(sub, baseline=ref, value="value", rng=0).iloc[0].to_dict()
+        except StatsError as e:
+            notes.append(f"{m} vs {ref}: not tested: {e}")
+            continue
+        r.update(reference=ref, kind=kind)
+        rows.append(r)
+    if not rows:
+        return pd.DataFrame(), notes
+    t = pd.DataFrame(rows).drop(columns=["baseline"])
+    t["p_wilcoxon_holm"] = holm(t["p_wilcoxon"].to_numpy())
+    t["p_ttest_holm"] = holm(t["p_ttest"].to_numpy())
+    cols = ["method", "reference", "kind"] + [c for c in t.columns if c not in ("method", "reference", "kind")]
+    return t[cols], notes
+
+
+def _power(values: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for r in table.itertuples(index=False):
+        d = paired_differences(values[values["method"].isin([r.method, r.reference])], method=r.method,
+                               baseline=r.reference, value="value")["diff"].to_numpy()
+        try:
+            need: Any = seeds_needed(d)
+        except StatsError:
+            need = pd.NA
+        rows.append({"method": r.method, "reference": r.reference, "pilot_seeds": len(d),
+                     "mean_diff": float(d.mean()), "dz": r.dz, "seeds_needed_80": need})
+    return pd.DataFrame(rows).astype({"seeds_needed_80": "Int64"}) if rows else pd.DataFrame()
