@@ -37,6 +37,10 @@ positional table added by ``Add``) are listed in :attr:`Checkpoint.unmapped` wit
 concerned; computed weights, sparse and subgraph tensors are not shown as tensors, the others are
 shown as stored.
 
+This module reads the model and the tensors' bytes and writes them back; following the nodes to
+the stored tensors and choosing how each is shown (the table above) is
+:mod:`netinit.formats._onnx_graph`.
+
 The writer puts replacements back into the same initializers (converted back to the stored
 layout and dtype) and keeps everything else: opset, metadata, other initializers, the graph.
 External data keeps its layout: each external file is copied beside the output as
@@ -55,20 +59,18 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from netinit.errors import CorruptFileError, DtypeError, FormatError, ShapeError
+from netinit.formats._onnx_graph import RNN_GATES, Entry, entries_for, find_roles, stored_tensors
 from netinit.formats.base import FLOAT_DTYPES, Checkpoint, Format, TensorInfo
 from netinit.formats.safetensors import bf16_bits_to_float32, float32_to_bf16_bits
 
 __all__ = ["OnnxFormat", "OnnxCheckpoint", "RNN_GATES"]
 
-#: gate order of the ONNX recurrent operators' stacked W, R and B
-RNN_GATES = {"LSTM": ("i", "o", "f", "c"), "GRU": ("z", "r", "h"), "RNN": ("h",)}
 #: ONNX element types read and written: name -> (dtype name, numpy dtype of the stored bytes)
 _DTYPES = {
     "FLOAT": ("float32", "<f4"), "DOUBLE": ("float64", "<f8"), "FLOAT16": ("float16", "<f2"),
@@ -77,7 +79,6 @@ _DTYPES = {
     "UINT32": ("uint32", "<u4"), "INT64": ("int64", "<i8"), "UINT64": ("uint64", "<u8"),
     "BOOL": ("bool", "?"),
 }
-_PASS_THROUGH = ("Identity", "Cast")
 _TYPED_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
 
 
@@ -87,55 +88,6 @@ def _onnx(where: Path | str):
     except ImportError:
         raise FormatError(f"{where}: reading ONNX models needs the onnx package: pip install onnx") from None
     return onnx
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """A shown tensor: ``stored[index]``, transposed when ``transpose``."""
-
-    name: str
-    source: str
-    index: tuple | None
-    transpose: bool
-    shape: tuple[int, ...]
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class _Role:
-    kind: str  # "out_in", "in_out", "torch" (conv layouts), "rnn_W", "rnn_R", "rnn_B"
-    op: str
-    node: str
-    hidden: int = 0
-    group: int = 1
-
-
-def _attr(node: Any, name: str, default: Any) -> Any:
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def _node_label(node: Any) -> str:
-    return f"{node.op_type} node {node.name or node.output[0]!r}"
-
-
-def _weight_slots(node: Any) -> list[tuple[int, str]]:
-    """(input index, layout) of the weight inputs of a layer node; alternatives first-wins."""
-    op = node.op_type
-    if op == "Gemm":
-        return [(1, "out_in" if _attr(node, "transB", 0) else "in_out"),
-                (0, "in_out" if _attr(node, "transA", 0) else "out_in")]
-    if op == "MatMul":
-        return [(1, "in_out"), (0, "out_in")]
-    if op in ("Conv", "ConvTranspose"):
-        return [(1, "torch")]
-    if op in RNN_GATES:
-        return [(1, "rnn_W"), (2, "rnn_R"), (3, "rnn_B")]
-    return []
 
 
 class OnnxCheckpoint(Checkpoint):
@@ -159,28 +111,10 @@ class OnnxCheckpoint(Checkpoint):
         self._model = model
         self._base = path.parent
         graph = model.graph
-        self._protos: dict[str, Any] = {t.name: t for t in graph.initializer}
-        producers: dict[str, Any] = {}
-        unmapped: dict[str, str] = {}
-        for node in graph.node:
-            for o in node.output:
-                producers[o] = node
-            if node.op_type == "Constant":
-                for a in node.attribute:
-                    if a.name == "value" and node.output and node.output[0] not in self._protos:
-                        self._protos[node.output[0]] = a.t
-                    elif a.name == "sparse_value":
-                        unmapped[node.output[0]] = f"sparse tensor of {_node_label(node)}; not read"
-        for sp in graph.sparse_initializer:
-            unmapped[sp.values.name] = "sparse initializer; not read"
-        for node in graph.node:
-            for a in node.attribute:
-                for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                    for t in g.initializer:
-                        unmapped[t.name] = f"initializer inside a subgraph of {_node_label(node)}; not read"
+        self._protos, producers, unmapped = stored_tensors(graph)
         for proto in self._protos.values():
             self._check_stored(proto)
-        roles = self._find_roles(graph, producers, unmapped)
+        roles = find_roles(graph, self._protos, producers, unmapped)
         initializers = {t.name for t in graph.initializer}
         # Constant nodes hold shapes, indices and initial states as often as weights: only those
         # that feed a layer's weight input are shown
@@ -189,7 +123,7 @@ class OnnxCheckpoint(Checkpoint):
         for node in graph.node:
             for i in node.input:
                 users.setdefault(i, []).append(node.op_type)
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
         self._hints: dict[str, str] = {}
         converted: dict[str, str] = {}
         for name, proto in self._protos.items():
@@ -197,7 +131,8 @@ class OnnxCheckpoint(Checkpoint):
                     and self._dtype(proto)[0] in FLOAT_DTYPES:
                 ops = ", ".join(sorted(set(users.get(name, [])))) or "no node"
                 unmapped[name] = f"not the weight of a layer node (used by {ops}); shown as stored"
-            for entry in self._entries_for(name, tuple(int(d) for d in proto.dims), roles.get(name, []), unmapped):
+            shape = tuple(int(d) for d in proto.dims)
+            for entry in entries_for(name, shape, roles.get(name, []), unmapped, self._hints):
                 if entry.name in self._entries:
                     raise CorruptFileError(f"{path}: two tensors would be called {entry.name!r}")
                 self._entries[entry.name] = entry
@@ -251,111 +186,6 @@ class OnnxCheckpoint(Checkpoint):
         elif proto.HasField("raw_data") and len(proto.raw_data) != nbytes:
             raise CorruptFileError(f"{self.path}: tensor {proto.name!r} holds {len(proto.raw_data)} bytes, "
                                    f"expected {nbytes}")
-
-    def _source(self, value: str, producers: Mapping[str, Any]) -> tuple[str | None, bool, str]:
-        """Follow ``value`` back to a stored tensor: (name or None, flipped by a Transpose, reason)."""
-        flipped = False
-        seen = 0
-        while value not in self._protos:
-            node = producers.get(value)
-            if node is None:
-                return None, flipped, "is a graph input (fed at run time, not stored)"
-            if node.op_type in _PASS_THROUGH or (node.op_type == "Transpose" and seen < 64):
-                if node.op_type == "Transpose":
-                    perm = list(_attr(node, "perm", []))
-                    if perm not in ([], [1, 0]):
-                        return None, flipped, f"comes from {_node_label(node)} with perm {perm}"
-                    flipped = not flipped
-                value = node.input[0]
-                seen += 1
-                continue
-            return None, flipped, f"is computed by {_node_label(node)}, not stored"
-        return value, flipped, ""
-
-    def _find_roles(self, graph: Any, producers: Mapping[str, Any],
-                    unmapped: dict[str, str]) -> dict[str, list[_Role]]:
-        # values that depend on stored data only (nodes are topologically sorted in ONNX)
-        constant = set(self._protos)
-        for node in graph.node:
-            if node.input and all(not i or i in constant for i in node.input):
-                constant.update(node.output)
-        roles: dict[str, list[_Role]] = {}
-        for node in graph.node:
-            slots = [(i, k) for i, k in _weight_slots(node) if i < len(node.input) and node.input[i]]
-            if node.op_type in ("Gemm", "MatMul"):
-                # the weight is B, or A when only A is data; activation x activation (attention
-                # scores) is no layer at all
-                slots = [next(((i, k) for i, k in slots if node.input[i] in constant), None)]
-                if slots[0] is None:
-                    continue
-            use = [(i, k, *self._source(node.input[i], producers)) for i, k in slots]
-            for i, kind, src, flipped, reason in use:
-                if src is None:
-                    unmapped[node.input[i]] = f"weight input {i} of {_node_label(node)} {reason}"
-                    continue
-                if flipped:
-                    if kind not in ("out_in", "in_out"):
-                        unmapped[src] = f"reaches {_node_label(node)} through a Transpose; shown as stored"
-                        continue
-                    kind = "in_out" if kind == "out_in" else "out_in"
-                hidden = int(_attr(node, "hidden_size", 0)) if kind.startswith("rnn") else 0
-                group = int(_attr(node, "group", 1)) if kind == "torch" else 1
-                roles.setdefault(src, []).append(_Role(kind, node.op_type, _node_label(node), hidden, group))
-        return roles
-
-    def _entries_for(self, name: str, shape: tuple[int, ...], roles: list[_Role],
-                     unmapped: dict[str, str]) -> list[_Entry]:
-        as_stored = [_Entry(name, name, None, False, shape)]
-        if not roles:
-            return as_stored
-        first = roles[0]
-        if any((r.kind, r.op, r.hidden) != (first.kind, first.op, first.hidden) for r in roles[1:]):
-            other = next(r for r in roles[1:] if (r.kind, r.op, r.hidden) != (first.kind, first.op, first.hidden))
-            unmapped[name] = (f"used as {first.kind} by {first.node} and as {other.kind} by {other.node}; "
-                              f"shown as stored")
-            return as_stored
-        if first.kind in ("out_in", "in_out"):
-            if len(shape) != 2:
-                if first.op == "MatMul" and len(shape) > 2:
-                    unmapped[name] = f"{len(shape)}-D weight of {first.node} (batched MatMul); shown as stored"
-                return as_stored
-            if first.kind == "out_in":
-                return as_stored
-            return [_Entry(name, name, None, True, (shape[1], shape[0]),
-                           f"onnx {first.op}: stored (in, out) {shape}, shown transposed")]
-        if first.kind == "torch":
-            if 3 <= len(shape) <= 5:
-                n = len(shape) - 2
-                if first.op == "ConvTranspose":
-                    self._hints[name] = f"conv_transpose{n}d"
-                else:
-                    self._hints[name] = f"conv{n}d" + ("_depthwise" if first.group > 1 and shape[1] == 1 else "")
-            return as_stored
-        gates = RNN_GATES[first.op]
-        dirs = shape[0] if shape else 0
-        width = {"rnn_W": len(gates), "rnn_R": len(gates), "rnn_B": 2 * len(gates)}[first.kind]
-        h = first.hidden
-        ok = dirs in (1, 2) and h > 0 and (
-            (first.kind == "rnn_B" and len(shape) == 2 and shape[1] == width * h)
-            or (first.kind != "rnn_B" and len(shape) == 3 and shape[1] == width * h))
-        if not ok:
-            unmapped[name] = (f"{first.kind[4:]} of {first.node} has shape {shape}, not "
-                              f"(directions, {width}*hidden_size{', n' if first.kind != 'rnn_B' else ''}); "
-                              f"shown as stored")
-            return as_stored
-        out = []
-        for d in range(dirs):
-            base = name + ({0: ".forward", 1: ".reverse"}[d] if dirs == 2 else "")
-            if first.kind == "rnn_B":
-                out.append(_Entry(base, name, (d,), False, (shape[1],),
-                                  f"onnx {first.op} B: direction {d} of {shape}"))
-                continue
-            for g, gate in enumerate(gates):
-                gname = base + (f".gate_{gate}" if len(gates) > 1 else "")
-                out.append(_Entry(gname, name, (d, slice(g * h, (g + 1) * h)), False, (h, shape[2]),
-                                  f"onnx {first.op} {first.kind[4:]}: direction {d}, gate {gate} "
-                                  f"(rows {g * h}:{(g + 1) * h}) of {shape}"))
-        return out
 
     # ---- the Checkpoint interface ---------------------------------------------------------
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import analysis.runner as runner
+import analysis.training as training
 from analysis.config import config_hash
 from analysis.runner import (
     Progress,
@@ -68,7 +69,7 @@ def test_resume_runs_nothing_the_second_time(tiny, tmp_path, torch_one_thread):
 
 
 def test_nan_run_is_recorded_as_failed_and_the_grid_goes_on(tiny, tmp_path, monkeypatch, torch_one_thread):
-    real = runner.initialise
+    real = training.initialise  # train_run looks it up there
 
     def poisoned(model, method, seed, options):
         info = real(model, method, seed, options)
@@ -76,7 +77,7 @@ def test_nan_run_is_recorded_as_failed_and_the_grid_goes_on(tiny, tmp_path, monk
             model.out.register_forward_hook(lambda m, i, o: o * float("nan") if m.training else o)
         return info
 
-    monkeypatch.setattr(runner, "initialise", poisoned)
+    monkeypatch.setattr(training, "initialise", poisoned)
     cfg = tiny(**{"grid.seeds": 3, "grid.methods": ["default", "default+pa"], "train.epochs": 2})
     seen = []
     res = run_grid(cfg, tmp_path, progress=seen.append)
@@ -89,7 +90,7 @@ def test_nan_run_is_recorded_as_failed_and_the_grid_goes_on(tiny, tmp_path, monk
     assert status[("default+pa", 1)] == "diverged" and (status.drop(("default+pa", 1)) == "ok").all()
     assert runs.loc[runs["status"] == "diverged", "error"].str.contains("epoch 1, step 1").all()
     # a diverged run is finished: a rerun does not repeat it
-    monkeypatch.setattr(runner, "initialise", real)
+    monkeypatch.setattr(training, "initialise", real)
     assert run_grid(cfg, tmp_path).skipped == 6
 
 
