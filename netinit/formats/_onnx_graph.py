@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Collection, Mapping
 
+from netinit.errors import CorruptFileError
+
 __all__ = ["RNN_GATES", "Entry", "Role", "stored_tensors", "find_roles", "entries_for"]
 
 #: gate order of the ONNX recurrent operators' stacked W, R and B
@@ -46,11 +48,18 @@ class Role:
 
 
 def _attr(node: Any, name: str, default: Any) -> Any:
+    """Attribute ``name`` of ``node``, of the type of ``default`` (an int, or a list of ints)."""
     from onnx import helper
 
     for a in node.attribute:
         if a.name == name:
-            return helper.get_attribute_value(a)
+            value = helper.get_attribute_value(a)
+            ok = isinstance(value, int) if isinstance(default, int) else \
+                isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value)
+            if not ok:
+                raise CorruptFileError(f"attribute {name!r} of {_node_label(node)} is {value!r}, not "
+                                       f"{'an integer' if isinstance(default, int) else 'a list of integers'}")
+            return value
     return default
 
 
@@ -156,8 +165,8 @@ def find_roles(graph: Any, stored: Collection[str], producers: Mapping[str, Any]
                     unmapped[src] = f"reaches {_node_label(node)} through a Transpose; shown as stored"
                     continue
                 kind = "in_out" if kind == "out_in" else "out_in"
-            hidden = int(_attr(node, "hidden_size", 0)) if kind.startswith("rnn") else 0
-            group = int(_attr(node, "group", 1)) if kind == "torch" else 1
+            hidden = _attr(node, "hidden_size", 0) if kind.startswith("rnn") else 0
+            group = _attr(node, "group", 1) if kind == "torch" else 1
             roles.setdefault(src, []).append(Role(kind, node.op_type, _node_label(node), hidden, group))
     return roles
 

@@ -16,28 +16,37 @@ back. Weights a reader found but cannot expose as tensors are listed in :attr:`C
 from __future__ import annotations
 
 import abc
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["TensorInfo", "Checkpoint", "Format", "FLOAT_DTYPES", "numpy_dtype_name", "zip_entries"]
+__all__ = ["TensorInfo", "Checkpoint", "Format", "FLOAT_DTYPES", "ZIP_ERRORS", "numpy_dtype_name", "zip_entries"]
 
 #: dtypes netinit analyses and rewires; every other dtype is reported as skipped.
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
+#: What :mod:`zipfile` raises on a damaged archive: a bad directory, a truncated or corrupt member
+#: (``zlib.error``, ``EOFError``), a member name that is not valid UTF-8, an unsupported
+#: compression or encryption flag set by a damaged header.
+ZIP_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, UnicodeDecodeError,
+    NotImplementedError, ValueError, KeyError, RuntimeError,
+)
+
+
 def zip_entries(head: bytes, path: Path) -> list[str] | None:
     """Member names of a zip archive whose first bytes are ``head``; ``None`` if it is not one."""
-    import zipfile
-
     if head[:4] != b"PK\x03\x04":
         return None
     try:
         with zipfile.ZipFile(path) as z:
             return z.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except ZIP_ERRORS:
         return None
 
 

@@ -76,7 +76,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from netinit.errors import CorruptFileError, FormatError, ShapeError
+from netinit.errors import CorruptFileError, FormatError, NetinitError, ShapeError
 from netinit.formats._keras_vars import (
     KerasVar,
     as_text,
@@ -85,7 +85,7 @@ from netinit.formats._keras_vars import (
     legacy_variables,
     variable_table,
 )
-from netinit.formats.base import Checkpoint, Format, TensorInfo, zip_entries
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, zip_entries
 
 __all__ = ["KerasFormat", "KerasCheckpoint"]
 
@@ -168,7 +168,12 @@ class KerasCheckpoint(Checkpoint):
                     what = "neither a .keras archive (zip) nor an HDF5 file"
                 raise CorruptFileError(f"{path}: {what} ({exc})") from None
             self._handles.append(self._h5)
-            self._vars = self._read_vars(config)
+            try:
+                self._vars = self._read_vars(config)
+            except NetinitError:
+                raise
+            except (RuntimeError, OSError, KeyError, ValueError) as exc:  # h5py on a damaged file
+                raise CorruptFileError(f"{path}: corrupt HDF5 structure ({type(exc).__name__}: {exc})") from None
             if not self._vars:
                 what = f"its {_WEIGHTS}" if self.archive else "the HDF5 file"
                 raise FormatError(f"{path}: {what} holds no weights (a model saved before it was built?)")
@@ -183,7 +188,7 @@ class KerasCheckpoint(Checkpoint):
         try:
             z = zipfile.ZipFile(path)
             names = z.namelist()
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except ZIP_ERRORS as exc:
             raise CorruptFileError(f"{path}: truncated or corrupt .keras archive ({exc})") from None
         with z:
             if _WEIGHTS not in names:
@@ -366,22 +371,32 @@ class KerasFormat(Format):
             shutil.copyfile(ckpt.path, out)
             _patch_h5(ckpt, values, out)
             return
-        with zipfile.ZipFile(ckpt.path) as src, zipfile.ZipFile(out, "w") as dst:
-            for info in src.infolist():
-                big = info.file_size >= zipfile.ZIP64_LIMIT
-                if info.filename != _WEIGHTS or not values:
-                    with src.open(info) as r, dst.open(_clone(info), "w", force_zip64=big) as w:
-                        shutil.copyfileobj(r, w, 1 << 20)
-                    continue
-                fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".h5", dir=out.parent)
-                try:
-                    with os.fdopen(fd, "wb") as w, src.open(info) as r:
-                        shutil.copyfileobj(r, w, 1 << 20)
-                    _patch_h5(ckpt, values, Path(tmp))
-                    with open(tmp, "rb") as r, dst.open(_clone(info), "w", force_zip64=big) as w:
-                        shutil.copyfileobj(r, w, 1 << 20)
-                finally:
-                    Path(tmp).unlink(missing_ok=True)
+        try:
+            _write_archive(ckpt, values, out)
+        except NetinitError:
+            raise
+        except ZIP_ERRORS as exc:  # a member whose bytes fail their CRC shows only when copied whole
+            raise CorruptFileError(f"{ckpt.path}: the .keras archive is corrupt ({exc})") from None
+
+
+def _write_archive(ckpt: KerasCheckpoint, values: Mapping[str, np.ndarray], out: Path) -> None:
+    """The archive of ``ckpt`` with ``values`` patched into its weights file, to ``out``."""
+    with zipfile.ZipFile(ckpt.path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            big = info.file_size >= zipfile.ZIP64_LIMIT
+            if info.filename != _WEIGHTS or not values:
+                with src.open(info) as r, dst.open(_clone(info), "w", force_zip64=big) as w:
+                    shutil.copyfileobj(r, w, 1 << 20)
+                continue
+            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".h5", dir=out.parent)
+            try:
+                with os.fdopen(fd, "wb") as w, src.open(info) as r:
+                    shutil.copyfileobj(r, w, 1 << 20)
+                _patch_h5(ckpt, values, Path(tmp))
+                with open(tmp, "rb") as r, dst.open(_clone(info), "w", force_zip64=big) as w:
+                    shutil.copyfileobj(r, w, 1 << 20)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
 
 
 FORMAT = KerasFormat()

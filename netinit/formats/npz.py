@@ -8,14 +8,15 @@ and writes the replaced members as fresh ``.npy`` data of the stored dtype.
 from __future__ import annotations
 
 import io
+import tokenize
 import zipfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from netinit.errors import CorruptFileError, ShapeError, UnsafeCheckpointError
-from netinit.formats.base import Checkpoint, Format, TensorInfo, zip_entries
+from netinit.errors import CorruptFileError, NetinitError, ShapeError, UnsafeCheckpointError
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, zip_entries
 
 __all__ = ["NpzFormat", "NpzCheckpoint"]
 
@@ -32,7 +33,7 @@ class NpzCheckpoint(Checkpoint):
         try:
             self._zip = zipfile.ZipFile(path)
             members = [m for m in self._zip.namelist() if m.endswith(".npy")]
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except ZIP_ERRORS as exc:
             raise CorruptFileError(f"{path}: truncated or corrupt .npz archive ({exc})") from None
         self._infos: dict[str, TensorInfo] = {}
         for m in members:
@@ -44,7 +45,7 @@ class NpzCheckpoint(Checkpoint):
                         shape, _, dtype = np.lib.format.read_array_header_1_0(f)
                     else:
                         shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
+            except ZIP_ERRORS + (SyntaxError, tokenize.TokenError) as exc:  # a damaged header: tokenize
                 raise CorruptFileError(f"{path}: member {m!r} is corrupt ({exc})") from None
             if dtype.hasobject:
                 raise UnsafeCheckpointError(
@@ -63,7 +64,7 @@ class NpzCheckpoint(Checkpoint):
         try:
             with self._zip.open(_member(name)) as f:
                 arr = np.lib.format.read_array(f, allow_pickle=False)
-        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        except ZIP_ERRORS + (SyntaxError, tokenize.TokenError) as exc:
             raise CorruptFileError(f"{self.path}: member {name!r} is truncated or corrupt ({exc})") from None
         return arr.astype(arr.dtype.newbyteorder("="), copy=False)
 
@@ -88,20 +89,25 @@ class NpzFormat(Format):
     def write(self, ckpt: Checkpoint, replacements: Mapping[str, np.ndarray], out: Path) -> None:
         assert isinstance(ckpt, NpzCheckpoint)
         wanted = {_member(k): k for k in replacements}
-        with zipfile.ZipFile(ckpt.path) as src, zipfile.ZipFile(out, "w") as dst:
-            for info in src.infolist():
-                if info.filename in wanted:
-                    name = wanted[info.filename]
-                    stored = ckpt.info(name)
-                    value = np.asarray(replacements[name])
-                    if tuple(value.shape) != stored.shape:
-                        raise ShapeError(f"{ckpt.path}: member {name!r} replacement has shape "
-                                         f"{tuple(value.shape)}, stored {stored.shape}")
-                    buf = io.BytesIO()
-                    np.lib.format.write_array(buf, value.astype(stored.dtype, copy=False), allow_pickle=False)
-                    dst.writestr(info, buf.getvalue(), compress_type=info.compress_type)
-                else:
-                    dst.writestr(info, src.read(info), compress_type=info.compress_type)
+        try:
+            with zipfile.ZipFile(ckpt.path) as src, zipfile.ZipFile(out, "w") as dst:
+                for info in src.infolist():
+                    if info.filename in wanted:
+                        name = wanted[info.filename]
+                        stored = ckpt.info(name)
+                        value = np.asarray(replacements[name])
+                        if tuple(value.shape) != stored.shape:
+                            raise ShapeError(f"{ckpt.path}: member {name!r} replacement has shape "
+                                             f"{tuple(value.shape)}, stored {stored.shape}")
+                        buf = io.BytesIO()
+                        np.lib.format.write_array(buf, value.astype(stored.dtype, copy=False), allow_pickle=False)
+                        dst.writestr(info, buf.getvalue(), compress_type=info.compress_type)
+                    else:
+                        dst.writestr(info, src.read(info), compress_type=info.compress_type)
+        except NetinitError:
+            raise
+        except ZIP_ERRORS as exc:  # a member whose bytes fail their CRC shows only when read whole
+            raise CorruptFileError(f"{ckpt.path}: the .npz archive is corrupt ({exc})") from None
 
 
 FORMAT = NpzFormat()

@@ -90,6 +90,22 @@ def _onnx(where: Path | str):
     return onnx
 
 
+def _not_text(model: Any) -> bytes | None:
+    """The first name of ``model`` that is not text, or ``None``: protobuf hands back ``bytes`` for
+    a string field whose bytes are not UTF-8, as in a damaged file."""
+    strings = [p.key for p in model.metadata_props] + [p.value for p in model.metadata_props]
+    graphs = [model.graph]
+    while graphs:
+        g = graphs.pop()
+        strings += [g.name] + [t.name for t in g.initializer] + [v.name for v in (*g.input, *g.output)]
+        for node in g.node:
+            strings += [node.op_type, node.name, node.domain, *node.input, *node.output]
+            for a in node.attribute:
+                strings.append(a.name)
+                graphs += ([a.g] if a.HasField("g") else []) + list(a.graphs)
+    return next((x for x in strings if not isinstance(x, str)), None)
+
+
 class OnnxCheckpoint(Checkpoint):
     """Lazy view of the weights of an ONNX model."""
 
@@ -102,6 +118,10 @@ class OnnxCheckpoint(Checkpoint):
                                    f"({type(exc).__name__}: {str(exc)[:160]})") from None
         if not model.HasField("graph") or not model.opset_import:
             raise CorruptFileError(f"{path}: truncated or corrupt ONNX model (no graph or no opset)")
+        bad = _not_text(model)
+        if bad is not None:
+            raise CorruptFileError(f"{path}: truncated or corrupt ONNX model (a name that is not UTF-8 "
+                                   f"text: {bad[:40]!r})")
         meta = {p.key: p.value for p in model.metadata_props}
         meta["onnx.ir_version"] = str(model.ir_version)
         meta["onnx.opset_import"] = ",".join(f"{o.domain or 'ai.onnx'}:{o.version}" for o in model.opset_import)
@@ -114,7 +134,10 @@ class OnnxCheckpoint(Checkpoint):
         self._protos, producers, unmapped = stored_tensors(graph)
         for proto in self._protos.values():
             self._check_stored(proto)
-        roles = find_roles(graph, self._protos, producers, unmapped)
+        try:
+            roles = find_roles(graph, self._protos, producers, unmapped)
+        except CorruptFileError as exc:
+            raise CorruptFileError(f"{path}: truncated or corrupt ONNX model ({exc})") from None
         initializers = {t.name for t in graph.initializer}
         # Constant nodes hold shapes, indices and initial states as often as weights: only those
         # that feed a layer's weight input are shown

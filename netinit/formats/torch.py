@@ -35,7 +35,7 @@ import numpy as np
 
 from netinit.errors import CorruptFileError, FormatError, ShapeError, UnsafeCheckpointError
 from netinit.formats import _layouts
-from netinit.formats.base import Checkpoint, Format, TensorInfo, numpy_dtype_name, zip_entries
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, numpy_dtype_name, zip_entries
 from netinit.formats.torchscript import is_torchscript_archive
 
 __all__ = ["TorchFormat", "TorchCheckpoint", "CONTAINER_KEYS"]
@@ -124,21 +124,25 @@ def _strip_prefixes(names: list[str]) -> tuple[list[str], str]:
     return names, stripped
 
 
+def _first_line(msg: str) -> str:
+    lines = msg.strip().splitlines()
+    return lines[0][:160] if lines else "no detail"
+
+
 def _translate_error(exc: BaseException, path: Path) -> FormatError:
     msg = str(exc)
     if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in msg:
         found = re.search(r"(Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+|"
                           r"[Uu]nsupported class [\w.]+)", msg)
-        detail = found.group(1) if found else msg.strip().splitlines()[0][:160]
+        detail = found.group(1) if found else _first_line(msg)
         return UnsafeCheckpointError(
             f"{path}: the checkpoint holds pickled Python objects that need code to load "
             f"({detail}); netinit loads tensors only. Save the weights with "
             f"torch.save(model.state_dict(), PATH) and analyse that file"
         )
     if isinstance(exc, EOFError) or "central directory" in msg or "failed reading" in msg.lower():
-        return CorruptFileError(f"{path}: truncated or corrupt PyTorch checkpoint ({msg.splitlines()[0][:160]})")
-    return CorruptFileError(f"{path}: cannot read PyTorch checkpoint ({type(exc).__name__}: "
-                            f"{msg.splitlines()[0][:160] if msg else 'no detail'})")
+        return CorruptFileError(f"{path}: truncated or corrupt PyTorch checkpoint ({_first_line(msg)})")
+    return CorruptFileError(f"{path}: cannot read PyTorch checkpoint ({type(exc).__name__}: {_first_line(msg)})")
 
 
 def _looks_like_safetensors(head: bytes, path: Path) -> bool:
@@ -174,7 +178,17 @@ class TorchCheckpoint(Checkpoint):
         torch = _torch()
         with open(path, "rb") as f:
             head = f.read(9)
-        is_zip = zipfile.is_zipfile(path)
+        try:
+            is_zip = zipfile.is_zipfile(path)
+        except ZIP_ERRORS:  # a damaged end-of-directory record (is_zipfile lets some through)
+            is_zip = False
+        if is_zip:
+            try:
+                with zipfile.ZipFile(path) as z:
+                    entries = z.namelist()
+            except ZIP_ERRORS as exc:
+                raise CorruptFileError(f"{path}: truncated or corrupt PyTorch checkpoint (a zip archive that "
+                                       f"cannot be read: {type(exc).__name__}: {_first_line(str(exc))})") from None
         if not is_zip and head.startswith(b"PK"):
             raise CorruptFileError(f"{path}: truncated or corrupt PyTorch checkpoint (a zip archive whose "
                                    f"directory cannot be read)")
@@ -182,15 +196,12 @@ class TorchCheckpoint(Checkpoint):
             raise CorruptFileError(f"{path}: not a PyTorch checkpoint (its bytes are a safetensors file)")
         if not is_zip and not head.startswith(b"\x80"):
             raise CorruptFileError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
-        if is_zip:
-            with zipfile.ZipFile(path) as z:
-                entries = z.namelist()
-            if is_torchscript_archive(entries):
-                raise UnsafeCheckpointError(
-                    f"{path}: is a TorchScript archive (torch.jit.save), which torch.load cannot read "
-                    f"without running its code; read it as format 'torchscript' (detected "
-                    f"automatically when no format is forced)"
-                )
+        if is_zip and is_torchscript_archive(entries):
+            raise UnsafeCheckpointError(
+                f"{path}: is a TorchScript archive (torch.jit.save), which torch.load cannot read "
+                f"without running its code; read it as format 'torchscript' (detected "
+                f"automatically when no format is forced)"
+            )
         try:
             try:
                 obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

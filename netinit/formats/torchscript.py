@@ -44,7 +44,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from netinit.errors import CorruptFileError, FormatError, ShapeError, UnsafeCheckpointError
-from netinit.formats.base import Checkpoint, Format, TensorInfo, zip_entries
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, zip_entries
 from netinit.formats.safetensors import bf16_bits_to_float32, float32_to_bf16_bits
 
 __all__ = ["TorchScriptFormat", "TorchScriptCheckpoint", "is_torchscript_archive"]
@@ -207,7 +207,9 @@ class TorchScriptCheckpoint(Checkpoint):
                 data = z.read(pkl)
                 byteorder = z.read(prefix + "byteorder").decode().strip() if prefix + "byteorder" in infos else "little"
                 version = z.read(prefix + "version").decode().strip() if prefix + "version" in infos else ""
-        except (zipfile.BadZipFile, OSError, EOFError, KeyError, zlib.error) as exc:
+        except CorruptFileError:
+            raise
+        except ZIP_ERRORS as exc:
             raise CorruptFileError(f"{path}: truncated or corrupt TorchScript archive ({exc})") from None
         if byteorder != "little":
             raise FormatError(f"{path}: TorchScript archive of byte order {byteorder!r}; netinit reads 'little'")
@@ -249,7 +251,7 @@ class TorchScriptCheckpoint(Checkpoint):
         try:
             with zipfile.ZipFile(self.path) as z:
                 raw = z.read(self._record(ref))
-        except (zipfile.BadZipFile, OSError, EOFError, KeyError, zlib.error) as exc:
+        except ZIP_ERRORS as exc:
             raise CorruptFileError(f"{self.path}: cannot read storage {ref.storage.key!r} ({exc})") from None
         return np.frombuffer(raw, dtype=ref.storage.type.np_dtype)
 

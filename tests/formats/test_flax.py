@@ -338,3 +338,10 @@ def test_corrupt(files, tmp_path):
     bad.write_bytes(msgpack.packb({"w": msgpack.ExtType(1, record)}))
     with pytest.raises(CorruptFileError, match=r"an array of shape \(2, 2\) and dtype float32 holds 12 bytes"):
         load_checkpoint(bad)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_damaged_files_raise_netinit_errors(files, name, damaged):
+    counts = damaged(files[name][0], n=60, seed=4)
+    rejected, tried = counts["truncate"]
+    assert rejected == tried

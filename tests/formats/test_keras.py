@@ -462,3 +462,25 @@ def test_missing_h5py_says_what_to_install(saved, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(FormatError, match=r"cnn\.keras: reading Keras files needs h5py; pip install h5py"):
         load_checkpoint(d / "cnn.keras")
+
+
+@pytest.mark.parametrize("fname", ["cnn.keras", "cnn.h5", "cnn.weights.h5"])
+def test_truncated_files_raise_netinit_errors(saved, fname, damaged):
+    """Truncations only: flipped bytes inside HDF5 structures can hang libhdf5 itself."""
+    d, _ = saved
+    rejected, tried = damaged(d / fname, n=30, seed=2, kinds=("truncate",))["truncate"]
+    assert rejected == tried
+
+
+@pytest.mark.parametrize("error", [RuntimeError("Link iteration failed (bad local heap signature)"),
+                                   KeyError("Unable to synchronously open object"), OSError("bad object header")])
+def test_h5py_errors_while_walking_a_damaged_file(saved, monkeypatch, error):
+    import netinit.formats.keras as kf
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(kf, "keras3_variables", broken)
+    d, _ = saved
+    with pytest.raises(CorruptFileError, match=rf"cnn\.keras: corrupt HDF5 structure \({type(error).__name__}"):
+        load_checkpoint(d / "cnn.keras")

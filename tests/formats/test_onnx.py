@@ -338,3 +338,10 @@ def test_model_exported_by_torch(tmp_path, rng):
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(_run(out, x=x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_damaged_files_raise_netinit_errors(mlp, damaged):
+    """Includes tensor names that are not UTF-8 (protobuf hands them back as bytes)."""
+    p, _ = mlp
+    counts = damaged(p, n=90, seed=3)
+    assert sum(r for r, _ in counts.values()) > 0
