@@ -45,6 +45,7 @@ import os
 import pickle
 import random
 import struct
+import tokenize
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -52,6 +53,7 @@ import numpy as np
 
 from netinit._rng import as_generator
 from netinit.errors import DataError
+from netinit.formats.base import ZIP_ERRORS
 
 __all__ = ["Dataset", "load_dataset", "DATASETS", "IMAGE_SHAPES", "read_idx", "read_cifar_batch"]
 
@@ -233,10 +235,10 @@ def _read_npz(path: Path) -> list[np.ndarray]:
                     f"{path}: the .npz lacks {', '.join(missing)} (it has {', '.join(z.files)})"
                 )
             return [np.asarray(z[k]) for k in _IDX_FILES]
-    except (OSError, ValueError) as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"{path}: not a readable .npz file ({e})") from e
+    except DataError:
+        raise
+    except ZIP_ERRORS + (SyntaxError, tokenize.TokenError) as e:  # bad zip, CRC, damaged .npy header
+        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
 
 
 def _find_idx(folder: Path, stem: str) -> Path:

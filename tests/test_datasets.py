@@ -90,6 +90,11 @@ def test_mnist_from_npz(tmp_path):
     np.savez(tmp_path / "bad.npz", x_train=arrays["x_train"])
     with pytest.raises(DataError, match="lacks y_train, x_test, y_test"):
         load_dataset("mnist", path=tmp_path / "bad.npz")
+    data = bytearray((tmp_path / "mnist.npz").read_bytes())
+    data[data.index(b"\x93NUMPY") + 200] ^= 0xFF  # a pixel of x_train: the member fails its CRC
+    (tmp_path / "crc.npz").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"crc\.npz: not a readable \.npz file \(BadZipFile: Bad CRC-32"):
+        load_dataset("mnist", path=tmp_path / "crc.npz")
 
 
 def test_bad_files_and_names(tmp_path):
