@@ -110,12 +110,15 @@ def _figures(result: Analysis, out: Path, matrix_of: Callable[[str], np.ndarray]
     _save_figure(fig, p)
     written.append(p)
 
-    if matrix_of is not None and len(layers):
+    # the heatmap: the layer of most correlated incoming weights, among those with a correlation
+    # (at least 2 inputs and 2 output neurons: a (16, 1) layer's rows have no correlation)
+    shown_layers = layers[(layers["n_in"] >= 2) & (layers["n_out"] >= 2)] if len(layers) else layers
+    if matrix_of is not None and len(shown_layers):
         from scipy.cluster.hierarchy import leaves_list, linkage
 
         from netinit.metrics.correlation import correlation_matrix
 
-        top = layers.sort_values("corr_in_mean_abs", ascending=False).iloc[0]
+        top = shown_layers.sort_values("corr_in_mean_abs", ascending=False, na_position="last").iloc[0]
         W = np.asarray(matrix_of(str(top["layer"])), dtype=np.float64)[:_HEATMAP_MAX]
         R = correlation_matrix(W, name=str(top["layer"]))
         ok = ~np.isnan(R).all(axis=1)
@@ -256,4 +259,6 @@ def write_report(
     summary = result.summary()
     summary["outputs"] = [str(p) for p in written]  # the same record as ``netinit analyze --json``
     _write_text(summary_path, json.dumps(summary, indent=2, default=str))
+    for stale in set(OUTPUT_FILES) - {p.name for p in written}:  # an earlier run's, not this one's
+        (out / stale).unlink(missing_ok=True)
     return written
