@@ -331,9 +331,17 @@ def load_results(results_dir: str | os.PathLike, *, config_hash: str | None = No
     except ConfigError as e:
         raise ResultsFolderError(f"{results_dir}: the stored config {chash} is not valid here ({e})") from None
     files = sorted((Path(results_dir) / "runs" / chash).glob("*.parquet"))
-    if not files:
-        raise ResultsFolderError(f"{results_dir}: no finished runs of config {chash} yet")
-    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    published = Path(results_dir) / "runs.parquet"  # a published folder: all run tables in one file
+    if files:
+        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    elif published.is_file():
+        df = pd.read_parquet(published)
+        df = df[df["config_hash"] == chash].reset_index(drop=True) if "config_hash" in df else df.iloc[:0]
+    else:
+        df = None
+    if df is None or df.empty:
+        raise ResultsFolderError(f"{results_dir}: no finished runs of config {chash} yet (no "
+                                 f"runs/{chash}/*.parquet, no runs.parquet)")
     return cfg, df
 
 

@@ -151,3 +151,23 @@ def test_dask_local_cluster_two_workers(tiny, tmp_path):
     pd.testing.assert_frame_equal(runs[cols].sort_values(cols[:5]).reset_index(drop=True),
                                   ref[cols].sort_values(cols[:5]).reset_index(drop=True), rtol=1e-5)
     assert run_grid(cfg, tmp_path, scheduler="local", workers=2).skipped == 4
+
+
+def test_published_folder_with_runs_parquet(tiny_results, tmp_path):
+    """A published folder (experiment.json and all run tables in runs.parquet) reads like the
+    results folder it came from; one without either says what it lacks."""
+    import shutil
+
+    src = tiny_results[1]
+    cfg0, runs0 = load_results(src)
+    shutil.copy(src / "experiment.json", tmp_path / "experiment.json")
+    runs0.sample(frac=1.0, random_state=0).to_parquet(tmp_path / "runs.parquet")
+    cfg, runs = load_results(tmp_path)
+    assert cfg == cfg0
+    key = ["method", "seed", "epoch", "layer", "measure"]
+    pd.testing.assert_frame_equal(runs.sort_values(key).reset_index(drop=True),
+                                  runs0.sort_values(key).reset_index(drop=True))
+    (tmp_path / "runs.parquet").unlink()
+    with pytest.raises(ResultsFolderError, match=r"no finished runs of config \w+ yet \(no runs/\w+/\*\.parquet, "
+                                                 r"no runs\.parquet\)"):
+        load_results(tmp_path)
