@@ -112,4 +112,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The public names, the version and the subpackages imported so far (not helpers)."""
+    own = {n for n, v in globals().items() if type(v).__name__ == "module" and n != "importlib"}
+    return sorted(set(__all__) | {"__version__"} | own)

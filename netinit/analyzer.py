@@ -211,6 +211,9 @@ def plan_analysis(
 
     Raises
     ------
+    TypeError
+        ``source`` is neither a path nor a :class:`~netinit.formats.Checkpoint` (a model or a
+        state dict in memory: save it first).
     ValueError
         ``centrality`` is not one of None, "auto", "exact", "sampled".
     NoLayersError, ShapeError, FormatError
@@ -218,6 +221,11 @@ def plan_analysis(
     """
     if centrality not in _CENTRALITY:
         raise ValueError(f"centrality must be None, 'auto', 'exact' or 'sampled', got {centrality!r}")
+    if not isinstance(source, (Checkpoint, str, os.PathLike)):
+        in_memory = isinstance(source, dict) or hasattr(source, "state_dict")
+        raise TypeError(f"source must be a checkpoint path or a netinit Checkpoint; got {type(source).__name__}"
+                        + ("; save the weights first (torch.save(model.state_dict(), 'model.pt')) and pass "
+                           "the file" if in_memory else ""))
     ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source)
     found, skipped = find_layers(ckpt, layers=layers, embeddings=embeddings)
     return ckpt, found, skipped

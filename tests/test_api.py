@@ -46,3 +46,20 @@ def test_numpy_and_torch_entry_points_agree_on_invariants():
     np.testing.assert_array_equal(np.sort(R.ravel()), np.sort(W.ravel()))
     t = torch.tensor(W)
     assert netinit.pa_rewire_(t, generator=torch.Generator().manual_seed(0)) is t
+
+
+def test_dir_lists_the_public_names_only():
+    names = dir(netinit)
+    assert set(netinit.__all__) <= set(names)
+    assert not {"Any", "annotations", "importlib", "_LAZY"} & set(names)
+
+
+def test_analyze_of_a_model_in_memory_says_to_save_it():
+    import torch
+
+    with pytest.raises(TypeError, match=r"got Linear; save the weights first \(torch\.save\(model\.state_dict\(\)"):
+        netinit.analyze(torch.nn.Linear(3, 2))
+    with pytest.raises(TypeError, match=r"got dict; save the weights first"):
+        netinit.analyze({"w": torch.zeros(2, 3)})
+    with pytest.raises(TypeError, match=r"must be a checkpoint path or a netinit Checkpoint; got int$"):
+        netinit.analyze(3)
