@@ -40,7 +40,7 @@ _ATTENTION = re.compile(
     r"wq|wk|wv|wo|self_attn|attention|attn)([._]|$)", re.I)
 _EMBEDDING = re.compile(
     r"(embed|embedding|embeddings|wte|wpe|tok_embeddings|word_embeddings|position_embeddings|"
-    r"token_type_embeddings|pos_emb|shared\.weight$)", re.I)
+    r"token_type_embeddings|pos_emb|shared\.weight$|(^|\.)tok_emb\.|(^|\.)emb\.weight$)", re.I)
 _NORM = re.compile(r"(norm|^bn\d*|[._]bn\d*[._]|ln_?\d*|layernorm|batchnorm|groupnorm|rmsnorm)", re.I)
 _DEPTHWISE = re.compile(r"(depthwise|dwconv|dw_conv|conv_dw|(^|[._])dw([._]|$))", re.I)
 _BUFFER = re.compile(r"(running_mean|running_var|num_batches_tracked|position_ids|(^|\.)masked_bias$|"

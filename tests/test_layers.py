@@ -24,6 +24,10 @@ from netinit.layers import Layer, classify, find_layers
         ("c3.weight", (8, 3, 3, 3, 3), "float64", "conv3d", ""),
         ("up.deconv.weight", (8, 3, 3, 3), "float32", "conv_transpose2d", ""),
         ("wte.weight", (100, 8), "float32", None, "embedding (not asked for)"),
+        ("emb.weight", (100, 8), "float32", None, "embedding (not asked for)"),
+        ("gpt.tok_emb.weight", (100, 8), "float32", None, "embedding (not asked for)"),
+        ("time_emb_proj.weight", (16, 8), "float32", "linear", ""),  # a Linear beside an embedding
+        ("emb_layers.1.weight", (16, 8), "float32", "linear", ""),
         ("fc.bias", (4,), "float32", None, "bias"),
         ("bn.weight", (4,), "float32", None, "norm"),
         ("bn.running_var", (4,), "float32", None, "buffer (running statistics, masks, ids)"),
