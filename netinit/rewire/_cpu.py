@@ -214,11 +214,15 @@ def rewire_stack_inplace(
     if threads is None:
         threads = len(mats) * mats[0].size >= _THREAD_MIN_ELEMENTS
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netinit-pa") if threads else None
+    # p = s + |min s| + 1 rounds to 0 at the smallest strength once |min s| passes 2**53 (weights
+    # of extreme magnitude): its key is E / 0 = inf, sorted last (ties by index) as in every
+    # backend, so numpy's division warning says nothing useful
     try:
-        if passes in ("both", "rows") and shape[0] > 1:
-            _run_pass(mats, draws_rows, False, pool)
-        if passes in ("both", "cols") and shape[1] > 1:
-            _run_pass(mats, draws_cols, True, pool)
+        with np.errstate(divide="ignore"):
+            if passes in ("both", "rows") and shape[0] > 1:
+                _run_pass(mats, draws_rows, False, pool)
+            if passes in ("both", "cols") and shape[1] > 1:
+                _run_pass(mats, draws_cols, True, pool)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
