@@ -174,3 +174,71 @@ def test_layers_of_one_shape_rewired_together_get_their_own_streams(tmp_path):
         expected = pa_rewire(layers[name].matrix(), rng=layer_generator(6, name))
         assert got[name].dtype == t.dtype
         np.testing.assert_array_equal(got[name].float().numpy().reshape(expected.shape), expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["m.safetensors", "m.npz", "m.onnx", "m"])
+def test_torch_file_with_a_misleading_suffix(tmp_path, state_dict, name):
+    """A torch.save file named like another format is read and rewired as PyTorch."""
+    p = tmp_path / name
+    torch.save({"state_dict": state_dict, "epoch": 7}, p)
+    suffix = Path(name).suffix
+    for out in (tmp_path / f"r{suffix}", tmp_path / "r.pt"):  # its own suffix, or a PyTorch one
+        report = rewire_checkpoint(p, out, seed=1)
+        assert report["layer"].tolist() == ["conv.weight", "fc1.weight", "fc2.weight"]
+        a, b = load_checkpoint(p), load_checkpoint(out)
+        assert a.format == b.format == "torch" and a.names() == b.names()
+        for n in a.names():
+            x, y = a.load(n), b.load(n)
+            np.testing.assert_array_equal(np.sort(x.ravel()), np.sort(y.ravel()))
+            if n not in report["layer"].tolist():
+                np.testing.assert_array_equal(x, y)
+        with open(out, "rb") as f:
+            assert torch.load(f, weights_only=True)["epoch"] == 7
+    if suffix != ".safetensors":
+        with pytest.raises(OutputError, match=r"the suffix \.safetensors names the safetensors format, .* \(torch\)"):
+            rewire_checkpoint(p, tmp_path / "r2.safetensors")
+
+
+def test_cli_report_path_never_clobbers_a_checkpoint_or_a_file(tmp_path, capsys):
+    src = tmp_path / "good.safetensors"
+    shutil.copy(EXAMPLES / "mlp_digits_init.safetensors", src)
+    before = src.read_bytes()
+    out = tmp_path / "v.safetensors"
+
+    def refused(argv, message):
+        assert main(["rewire", str(src), *argv]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err  # one line, no traceback
+
+    # the report on the output: nothing written (the CSV used to replace the rewired checkpoint)
+    refused(["-o", str(out), "--report", str(out)], "--report names the output checkpoint (-o)")
+    refused(["-o", str(out), "--report", str(tmp_path / "." / "v.safetensors")], "names the output checkpoint")
+    assert not out.exists()
+    refused(["-o", str(out), "--report", str(src)], "--report names the input checkpoint")
+    assert src.read_bytes() == before and not out.exists()
+    refused(["-o", str(out), "--report", str(tmp_path / "no" / "r.csv")], "the folder")
+    refused(["-o", str(out), "--report", str(tmp_path)], "--report names a folder")
+    assert not out.exists()
+
+    # an existing report file is kept unless --force, and the checkpoint is not written either
+    csv = tmp_path / "notes.csv"
+    csv.write_text("precious\n")
+    refused(["-o", str(out), "--report", str(csv)], "the report file exists already; choose another path or pass --force")
+    assert csv.read_text() == "precious\n" and not out.exists()
+    refused(["--dry-run", "--report", str(csv)], "exists already")
+    assert main(["rewire", str(src), "-o", str(out), "--report", str(csv), "--force", "-q"]) == 0
+    assert pd.read_csv(csv)["layer"].tolist() == ["0.weight", "2.weight", "4.weight"]
+    assert load_file(str(out))["0.weight"].shape == (128, 64)
+    assert src.read_bytes() == before
+
+
+def test_cli_report_has_every_column_the_screen_table_abridges(tmp_path, capsys):
+    csv = tmp_path / "r.csv"
+    assert main(["rewire", str(EXAMPLES / "mlp_digits_init.safetensors"), "--dry-run", "--report", str(csv)]) == 0
+    shown = capsys.readouterr().out.splitlines()[0].split()
+    columns = pd.read_csv(csv).columns.tolist()
+    assert columns == ["layer", "kind", "shape", "dtype", "in_strength_var_before", "in_strength_var_after",
+                       "out_strength_var_before", "out_strength_var_after", "ratio_in", "ratio_out"]
+    assert set(shown) < set(columns) and "ratio_in" not in shown
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "the CSV of `--report` has every column: `" + ", ".join(columns) + "`" in readme

@@ -28,10 +28,13 @@ Writing
 -------
 ``out`` is either the path of the new index (a name ending in ``.json``) or a folder:
 
-- an index path ``DIR/NAME.safetensors.index.json`` (``DIR/NAME.bin.index.json`` for PyTorch
-  shards): the shards are written beside it as ``NAME-00001-of-0000N.safetensors`` (``.bin``;
-  ``NAME`` is the index name less ``.safetensors.index.json`` / ``.bin.index.json``, or less
-  ``.json``), one new shard per input shard, numbered in the order of the input shards' names;
+- an index path ``DIR/NAME.safetensors.index.json`` for safetensors shards,
+  ``DIR/NAME.bin.index.json`` for PyTorch shards: the shards are written beside it as
+  ``NAME-00001-of-0000N.safetensors`` (``.bin``; ``NAME`` is the index name less that suffix),
+  one new shard per input shard, numbered in the order of the input shards' names. Any other
+  ``.json`` name (``foo.json``; a ``.safetensors.index.json`` name for PyTorch shards, or the
+  reverse) is refused with :class:`~netinit.errors.OutputError` before anything is written, as
+  :func:`find_index` would not find it in its folder (:func:`check_index_name`);
 - a folder (created if missing; its parent must exist): the shards and the index keep their
   input names inside it.
 
@@ -62,7 +65,7 @@ from netinit.formats.torch import FORMAT as _TORCH
 from netinit.formats.torch import TorchCheckpoint
 
 __all__ = ["ShardedFormat", "ShardedCheckpoint", "ShardKind", "SHARD_KINDS", "INDEX_SUFFIX",
-           "TORCH_INDEX_SUFFIX", "find_index"]
+           "TORCH_INDEX_SUFFIX", "find_index", "check_index_name", "is_index_path"]
 
 INDEX_SUFFIX = ".safetensors.index.json"
 TORCH_INDEX_SUFFIX = ".bin.index.json"
@@ -241,20 +244,43 @@ def _valid_regex(pattern: str) -> bool:
     return True
 
 
+def is_index_path(out: Path) -> bool:
+    """Whether the output ``out`` names a new index file (a ``.json`` name) rather than a folder."""
+    return out.suffix.lower() == ".json"
+
+
+def check_index_name(out: Path, kind: ShardKind) -> None:
+    """Refuse an index path ``out`` whose name does not end with ``kind``'s index suffix.
+
+    Raises
+    ------
+    OutputError
+        The name does not end with ``kind.index_suffix`` (``.safetensors.index.json`` or
+        ``.bin.index.json``), or has nothing before it.
+    """
+    if out.name.endswith(kind.index_suffix) and len(out.name) > len(kind.index_suffix):
+        return
+    raise OutputError(
+        f"{out}: the index of a {kind.title} checkpoint must be named NAME{kind.index_suffix} "
+        f"(its shards are written beside it as NAME-00001-of-0000N{kind.suffixes[0]}, and a folder "
+        f"is read back by that suffix); or give a folder"
+    )
+
+
 def _output_paths(ckpt: ShardedCheckpoint, out: Path) -> tuple[Path, dict[str, Path]]:
     """The new index path and the new path of each input shard."""
-    if out.suffix.lower() == ".json":
-        index = out
+    if is_index_path(out):
+        index, kind = out, ckpt.kind
+        check_index_name(out, kind)
         if not out.parent.is_dir():
             raise OutputError(f"{out}: the folder {out.parent} does not exist")
-        name, kind = out.name, ckpt.kind
-        stem = name[: -len(kind.index_suffix)] if name.endswith(kind.index_suffix) else name[: -len(".json")]
+        stem = out.name[: -len(kind.index_suffix)]
         n = len(ckpt.shards)
         return index, {s: out.parent / f"{stem}-{i + 1:05d}-of-{n:05d}{kind.suffixes[0]}"
                        for i, s in enumerate(ckpt.shards)}
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder (a sharded checkpoint is written as an "
-                          f"index .json path or a folder)")
+                          f"index NAME{ckpt.kind.index_suffix} or a folder)")
     if not out.parent.is_dir():
         raise OutputError(f"{out}: the folder {out.parent} does not exist")
     return out / ckpt.path.name, {s: out / Path(s).name for s in ckpt.shards}
@@ -296,7 +322,7 @@ class ShardedFormat(Format):
             if info.dtype.startswith("float8"):
                 raise DtypeError(f"{ckpt.path}: writing {info.dtype} tensors is not supported")
             by_shard.setdefault(ckpt._shard_of[name], {})[name] = value
-        if out.suffix.lower() != ".json":
+        if not is_index_path(out):
             out.mkdir(exist_ok=True)
         written: list[Path] = []
         try:

@@ -2,7 +2,10 @@
 
 Files are read with ``torch.load(weights_only=True)``, memory-mapped where the file allows, so no
 code stored in a checkpoint ever runs: a pickled whole model or any object that needs a class is
-refused with :class:`~netinit.errors.UnsafeCheckpointError`.
+refused with :class:`~netinit.errors.UnsafeCheckpointError`. A file is read as PyTorch whatever its
+name: ``torch.load`` itself would hand a path ending in ``.safetensors`` to the safetensors reader,
+so such a file is given to it as an open file object (read whole, not memory-mapped). The writer
+always writes a ``torch.save`` file, whatever the name of ``out``.
 
 Where the weights are
 ---------------------
@@ -48,6 +51,8 @@ CONTAINER_KEYS = (
 _IGNORED = re.compile(r"(optim|scheduler|scaler|callbacks|loops|lr_)", re.I)
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 _PREFIXES = ("module.", "_orig_mod.")
+#: names that ``torch.load`` dispatches to another reader by suffix alone (see :func:`_misleads_torch`)
+_TORCH_DISPATCH_SUFFIXES = (".safetensors",)
 
 
 def _torch():
@@ -153,6 +158,35 @@ def _looks_like_safetensors(head: bytes, path: Path) -> bool:
     return 0 < n <= path.stat().st_size - 8
 
 
+def _misleads_torch(path: Path) -> bool:
+    """Whether ``torch.load(path)`` would take the file for another format by its name.
+
+    ``torch.load`` hands a path whose name ends in ``.safetensors`` to ``safetensors.torch.load_file``
+    without looking at its bytes (``torch/serialization.py``: ``fspath.endswith(".safetensors")``).
+    """
+    return any(str(path).endswith(s) for s in _TORCH_DISPATCH_SUFFIXES)
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` of the PyTorch file at ``path``, whatever its name.
+
+    Memory-mapped when the file allows it (zip serialization, a name torch does not dispatch
+    on); a legacy (pre-1.6) file is read whole. A file whose name would make ``torch.load`` read
+    it as another format (:func:`_misleads_torch`) is passed as an open file object, which
+    ``torch.load`` cannot memory-map, so it is read whole as well.
+    """
+    torch = _torch()
+    if _misleads_torch(path):
+        with open(path, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 class TorchCheckpoint(Checkpoint):
     """A PyTorch checkpoint loaded with ``weights_only=True`` (memory-mapped when possible).
 
@@ -203,12 +237,7 @@ class TorchCheckpoint(Checkpoint):
                 f"automatically when no format is forced)"
             )
         try:
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as exc:
-                if "mmap" not in str(exc):
-                    raise
-                obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = _torch_load(path)
         except Exception as exc:  # every torch.load failure becomes one clear FormatError
             raise _translate_error(exc, path) from None
         weights, container = _find_container(obj, path, key)

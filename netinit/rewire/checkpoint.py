@@ -73,11 +73,21 @@ def _stacked(found: list[Layer], seed: int, passes: str) -> Callable[[Layer], tu
 
 
 def _check_suffix(out: Path, ckpt: Checkpoint) -> None:
-    """Refuse an output name that promises another format than the one that will be written."""
+    """Refuse an output name that promises another format than the one that will be written.
+
+    Checked before any layer is rewired, so a bad name fails at once: a sharded checkpoint's new
+    index must also end with its shards' index suffix (:func:`netinit.formats.sharded.check_index_name`).
+    """
     from netinit.formats import available_formats, get_format
 
     suffix = out.suffix.lower()
     own = get_format(ckpt.format)
+    kind = getattr(ckpt, "kind", None)
+    if ckpt.format == "sharded" and kind is not None and not out.is_dir():
+        from netinit.formats.sharded import check_index_name, is_index_path
+
+        if is_index_path(out):
+            check_index_name(out, kind)
     if not suffix or suffix in own.suffixes or suffix == ckpt.path.suffix.lower() or out.is_dir():
         return
     other = [f.name for f in available_formats() if suffix in f.suffixes]

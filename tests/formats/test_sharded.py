@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -95,8 +96,8 @@ def test_refuses_to_write_over_input_shards(sharded):
     before = {p.name: p.read_bytes() for p in index.parent.iterdir()}
     with pytest.raises(OutputError, match="is the input file"):
         save_checkpoint(ckpt, index.parent, {})
-    with pytest.raises(OutputError, match="is the input file"):  # a new index whose shards are the old ones
-        save_checkpoint(ckpt, index.parent / "model.json", {})
+    with pytest.raises(OutputError, match="is the input file"):  # the index itself
+        save_checkpoint(ckpt, index, {})
     assert {p.name: p.read_bytes() for p in index.parent.iterdir()} == before
 
 
@@ -167,3 +168,24 @@ def test_gpt2_conv1d_across_shards(tmp_path, rng):
     stored = load_file(str(tmp_path / "n-00001-of-00002.safetensors"))["h.0.attn.c_attn.weight"]
     np.testing.assert_array_equal(stored.numpy(), new.T)
     assert load_checkpoint(out).converted == {"h.0.attn.c_attn.weight": "in_out (GPT-2 Conv1D)"}
+
+
+@pytest.mark.parametrize("name", ["foo.json", "model.bin.index.json", "model.index.json", ".safetensors.index.json",
+                                  "model.safetensors.index.JSON"])
+def test_index_name_must_end_with_the_safetensors_index_suffix(sharded, tmp_path, name):
+    index, _ = sharded
+    with pytest.raises(OutputError, match=rf"{re.escape(name)}: the index of a sharded safetensors checkpoint "
+                                          r"must be named NAME\.safetensors\.index\.json"):
+        save_checkpoint(load_checkpoint(index), tmp_path / name, {"l0.weight": np.zeros((6, 4))})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # nothing written
+
+
+def test_index_output_is_found_by_its_folder(sharded, tmp_path):
+    index, tensors = sharded
+    (tmp_path / "out").mkdir()
+    out = save_checkpoint(load_checkpoint(index), tmp_path / "out" / "new.safetensors.index.json", {})
+    again = load_checkpoint(tmp_path / "out")
+    assert again.path == out and sorted(again.names()) == sorted(tensors)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        ["new-00001-of-00003.safetensors", "new-00002-of-00003.safetensors", "new-00003-of-00003.safetensors",
+         "new.safetensors.index.json"]

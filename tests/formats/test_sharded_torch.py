@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -148,8 +149,8 @@ def test_refuses_to_write_over_input_shards(sharded):
     before = {p.name: p.read_bytes() for p in index.parent.iterdir()}
     with pytest.raises(OutputError, match="is the input file"):
         save_checkpoint(ckpt, index.parent, {})
-    with pytest.raises(OutputError, match="is the input file"):  # a new index whose shards are the old ones
-        save_checkpoint(ckpt, index.parent / "pytorch_model.json", {})
+    with pytest.raises(OutputError, match="is the input file"):  # the index itself
+        save_checkpoint(ckpt, index, {})
     assert {p.name: p.read_bytes() for p in index.parent.iterdir()} == before
 
 
@@ -314,3 +315,42 @@ def test_cli_rewire_sharded_bin(tmp_path, capsys, target):
         else:
             assert torch.equal(got, t)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name", ["foo.json", "model.safetensors.index.json", "pytorch_model.index.json",
+                                  ".bin.index.json"])
+def test_index_name_must_end_with_the_bin_index_suffix(sharded, tmp_path, name):
+    index, _ = sharded
+    with pytest.raises(OutputError, match=rf"{re.escape(name)}: the index of a sharded PyTorch checkpoint "
+                                          r"must be named NAME\.bin\.index\.json"):
+        save_checkpoint(load_checkpoint(index), tmp_path / name, {"l0.weight": np.zeros((6, 4))})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # nothing written
+
+
+@pytest.mark.parametrize("name", ["model.safetensors.index.json", "foo.json"])
+def test_rewire_refuses_a_wrong_index_name_before_rewiring(sharded, tmp_path, monkeypatch, capsys, name):
+    from netinit.rewire import checkpoint as rewire_mod
+
+    index, _ = sharded
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def no_rewiring(*args, **kwargs):
+        raise AssertionError("layers rewired before the output name was checked")
+
+    monkeypatch.setattr(rewire_mod, "find_layers", no_rewiring)
+    with pytest.raises(OutputError, match=r"must be named NAME\.bin\.index\.json"):
+        rewire_mod.rewire_checkpoint(index, out / name)
+    assert main(["rewire", str(index.parent), "-o", str(out / name), "-q"]) != 0
+    assert "must be named NAME.bin.index.json" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+
+def test_index_output_is_found_by_its_folder(sharded, tmp_path):
+    index, tensors = sharded
+    (tmp_path / "out").mkdir()
+    out = save_checkpoint(load_checkpoint(index), tmp_path / "out" / "model.bin.index.json", {})
+    again = load_checkpoint(tmp_path / "out")
+    assert again.path == out and again.kind.name == "torch" and sorted(again.names()) == sorted(tensors)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        ["model-00001-of-00003.bin", "model-00002-of-00003.bin", "model-00003-of-00003.bin", "model.bin.index.json"]

@@ -136,3 +136,51 @@ def test_input_never_modified(tmp_path, state_dict):
     mtime = os.stat(p).st_mtime_ns
     save_checkpoint(load_checkpoint(p), tmp_path / "o.pt", {"fc1.weight": np.zeros((16, 12))})
     assert p.read_bytes() == before and os.stat(p).st_mtime_ns == mtime
+
+
+def _read_back(path):
+    """A ``torch.save`` file read with torch directly, from an open file (torch dispatches on names)."""
+    with open(path, "rb") as f:
+        return torch.load(f, weights_only=True)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize("name", ["m.safetensors", "m.npz", "m.onnx", "m", "m.SAFETENSORS", "m.pt.safetensors"])
+def test_misleading_suffix_is_read_as_torch(tmp_path, state_dict, name, legacy):
+    """torch.load sends a path ending in .safetensors to the safetensors reader; netinit reads the bytes."""
+    p = _save(state_dict, tmp_path / name, _use_new_zipfile_serialization=not legacy)
+    ckpt = load_checkpoint(p)
+    assert ckpt.format == "torch" and ckpt.names() == list(state_dict)
+    for n, t in state_dict.items():
+        np.testing.assert_array_equal(ckpt.load(n), t.numpy())
+    # the writer writes a torch file under the same misleading name, and it reads back
+    out = save_checkpoint(ckpt, tmp_path / f"out_{name}", {"fc1.weight": np.zeros((16, 12))})
+    again = load_checkpoint(out)
+    assert again.format == "torch"
+    np.testing.assert_array_equal(again.load("fc1.weight"), np.zeros((16, 12), dtype=np.float32))
+    np.testing.assert_array_equal(again.load("fc2.weight"), state_dict["fc2.weight"].numpy())
+    raw = _read_back(out)
+    assert torch.equal(raw["fc1.weight"], torch.zeros(16, 12)) and torch.equal(raw["conv.bias"], state_dict["conv.bias"])
+    assert (out.read_bytes()[:2] == b"PK") != legacy  # the input's serialisation is kept
+
+
+def test_misleading_suffix_still_refuses_pickled_code(tmp_path):
+    p = _save({"w": torch.zeros(2), "c": Custom()}, tmp_path / "m.safetensors")
+    with pytest.raises(UnsafeCheckpointError, match=r"m\.safetensors: the checkpoint holds pickled Python objects"):
+        load_checkpoint(p)
+
+
+def test_mmap_kept_where_the_name_does_not_mislead(tmp_path, state_dict, monkeypatch):
+    calls = []
+    real = torch.load
+
+    def spy(f, *args, **kw):
+        calls.append((isinstance(f, (str, os.PathLike)), kw.get("mmap"), kw.get("weights_only")))
+        return real(f, *args, **kw)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_checkpoint(_save(state_dict, tmp_path / "m.pt"))
+    assert calls == [(True, True, True)]  # the path itself, memory-mapped
+    calls.clear()
+    load_checkpoint(_save(state_dict, tmp_path / "m.safetensors"))
+    assert calls == [(False, None, True)]  # an open file object, still weights-only
