@@ -69,6 +69,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from analysis.config import config_hash, load_config, override
     from analysis.runner import run_grid, run_path
 
+    if not Path(args.config).exists():
+        raise FileNotFoundError(f"{args.config}: no such file")
+    if Path(args.config).is_dir():
+        raise IsADirectoryError(f"{args.config}: is a folder; give an experiment config (TOML) file")
     cfg = load_config(args.config)
     changes = {}
     for item in args.set or []:
@@ -102,20 +106,22 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def add_experiment_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``experiment`` to an ``argparse`` subparsers object; returns its parser."""
+    from netinit.cli import _positive_int, _scheduler_address
+
     e = subparsers.add_parser(
         "experiment", help="run a grid of (initialisation method, seed) from a TOML config, resumably",
         description="Train every (condition, seed) of the config not yet finished in the results folder; "
                     "then `netinit compare RESULTS_DIR -o REPORT_DIR`.")
     e.add_argument("config", help="experiment config (TOML), e.g. analysis/configs/pa_vs_baseline.toml")
     e.add_argument("-o", "--output", required=True, help="results folder (created; reruns resume it)")
-    e.add_argument("--seeds", type=int, help="number of seeds (overrides grid.seeds; a pilot: 5)")
+    e.add_argument("--seeds", type=_positive_int, help="number of seeds (overrides grid.seeds; a pilot: 5)")
     e.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=5 --set 'model.hidden=[32, 32]'")
-    e.add_argument("--scheduler", metavar="ADDRESS",
+    e.add_argument("--scheduler", metavar="ADDRESS", type=_scheduler_address,
                    help="Dask scheduler of a running cluster (default: a local cluster on 127.0.0.1)")
-    e.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)),
+    e.add_argument("--workers", type=_positive_int, default=max(1, min(4, os.cpu_count() or 1)),
                    help="worker processes of the local cluster (default: cores, at most 4)")
-    e.add_argument("--threads", type=int, default=1,
+    e.add_argument("--threads", type=_positive_int, default=1,
                    help="torch threads per run (default 1; results can depend on it, it is recorded)")
     e.add_argument("--serial", action="store_true", help="run in this process, no Dask")
     e.add_argument("--allow-mixed", action="store_true",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -36,6 +37,47 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    """``--device``: ``cpu``, ``cuda`` or ``cuda:N``, checked before anything is read."""
+    kind, sep, index = text.partition(":")
+    if text == "cpu" or (kind == "cuda" and (not sep or (index.isdigit() and index.isascii()))):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid device {text!r}; choose cpu, cuda or cuda:N (e.g. cuda:0)")
+
+
+_SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def _scheduler_address(text: str) -> str:
+    """``--scheduler``: a Dask scheduler address ``[SCHEME://]HOST:PORT`` (or ``local``), checked
+    before anything runs so that a typo is a usage error, not a traceback from ``distributed``."""
+    if text == "local":
+        return text
+    scheme, sep, location = text.rpartition("://")
+    scheme = scheme if sep else "tcp"
+    host, colon, port = location.rpartition(":")
+    if scheme not in _SCHEDULER_SCHEMES:
+        why = f"unknown scheme {scheme!r} (known: {', '.join(_SCHEDULER_SCHEMES)})"
+    elif not colon or not host:
+        why = "it names no HOST:PORT"
+    elif not (port.isdigit() and port.isascii() and 0 < int(port) < 65536):
+        why = f"the port {port!r} is not a number from 1 to 65535"
+    else:
+        return text
+    raise argparse.ArgumentTypeError(f"invalid Dask scheduler address {text!r}: {why}; "
+                                     "expected e.g. tcp://host:8786")
 
 
 def _err(msg: str) -> None:
@@ -78,15 +120,19 @@ def _open(path: str, args: argparse.Namespace):
 
 def _data_batch(spec: str, samples: int, seed: int):
     """Inputs for activation statistics: a bundled data set's test split, or a user's file."""
-    from netinit.datasets import DATASETS, load_dataset
+    from netinit.datasets import load_dataset
 
-    if spec in ("digits", "mnist1d", "synthetic"):
+    names = ("digits", "mnist1d", "synthetic")
+    if spec in names:
         ds = load_dataset(spec, seed=seed)
     elif Path(spec).exists():
         name = "fashion_mnist" if "fashion" in spec.lower() else "mnist"
         ds = load_dataset(name, seed=seed, path=spec)
+    elif Path(spec).suffix or any(sep in spec for sep in ("/", os.sep)):  # meant as a path
+        raise FileNotFoundError(f"--data {spec}: no such file or folder (expected MNIST-style IDX files "
+                                f"or an .npz, or one of {', '.join(names)})")
     else:
-        raise SystemExit(f"netinit: --data expects one of {', '.join(d for d in DATASETS if 'mnist' != d)} "
+        raise SystemExit(f"netinit: --data expects one of {', '.join(names)} "
                          f"or the path of MNIST-style IDX files / an .npz; got {spec!r}")
     return ds.X_test[:samples].numpy()
 
@@ -130,15 +176,50 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_report_path(args: argparse.Namespace, input_path: str | os.PathLike) -> None:
+    """Refuse a ``--report`` path that would clobber the input, the rewired checkpoint or an
+    existing file (without ``--force``), before anything is written."""
+    from netinit._io import check_not_input
+    from netinit.errors import OutputError
+
+    report = Path(args.report)
+    try:
+        check_not_input(report, input_path)
+    except OutputError:
+        raise OutputError(f"{args.report}: --report names the input checkpoint; choose another path "
+                          "for the CSV") from None
+    if args.output is not None and report.resolve() == Path(args.output).resolve():
+        raise OutputError(f"{args.report}: --report names the output checkpoint (-o); choose another path for the CSV")
+    if report.is_dir():
+        raise OutputError(f"{args.report}: --report names a folder; give the path of a CSV file")
+    if report.exists() and not args.force:
+        raise OutputError(f"{args.report}: the report file exists already; choose another path or pass --force")
+    parent = report.parent if str(report.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{args.report}: the folder {parent} does not exist")
+
+
+def _check_cuda_index(device: str) -> None:
+    """``cuda:N`` names a GPU this machine has (``cuda`` without a GPU is refused by the rewiring)."""
+    import torch
+    from netinit.errors import DeviceError
+
+    if torch.cuda.is_available() and int(device.partition(":")[2]) >= torch.cuda.device_count():
+        raise DeviceError(f"device {device!r} asked for, but this machine has "
+                          f"{_n(torch.cuda.device_count(), 'CUDA device')} (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+
+
 def cmd_rewire(args: argparse.Namespace) -> int:
-    from netinit._io import atomic_path, check_not_input
+    from netinit._io import atomic_path
     from netinit.rewire.checkpoint import rewire_checkpoint
 
     if args.output is None and not args.dry_run:
         raise SystemExit("netinit rewire: give the output file with -o PATH (or --dry-run)")
     ckpt = _open(args.checkpoint, args)
     if args.report is not None:
-        check_not_input(args.report, ckpt.path)
+        _check_report_path(args, ckpt.path)
+    if args.device.startswith("cuda:"):
+        _check_cuda_index(args.device)
     report = rewire_checkpoint(ckpt, None if args.dry_run else args.output, seed=args.seed,
                                layers=args.layers, passes=args.passes, device=args.device,
                                overwrite=args.force, progress=_progress("rewire", args.quiet))
@@ -208,6 +289,10 @@ def cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
+_CHECKPOINT_HELP = ("checkpoint file (PyTorch, safetensors, ONNX, Keras .keras/.h5, Flax msgpack, TorchScript, "
+                    ".npz) or sharded checkpoint (its index JSON or folder); `netinit formats` lists the formats")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from netinit import __version__
 
@@ -218,14 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("analyze", aliases=["analyse"], help="per-layer and per-neuron statistics, plots, report")
-    a.add_argument("checkpoint", help="checkpoint file (.pt/.pth/.bin/.ckpt, .safetensors, .npz)")
+    a.add_argument("checkpoint", help=_CHECKPOINT_HELP)
     a.add_argument("-o", "--output", help="output folder (created; must be empty or hold earlier netinit outputs)")
     a.add_argument("--layers", metavar="REGEX", help="analyse only layers whose tensor name matches")
     a.add_argument("--embeddings", action="store_true", help="include embedding matrices")
     a.add_argument("--centrality", choices=["none", "auto", "exact", "sampled"], default="none",
                    help="add neuron centralities (auto: exact on small layers, sampled on large ones)")
-    a.add_argument("-k", type=int, default=64, help="source nodes of sampled centralities (default 64)")
-    a.add_argument("--seed", type=int, default=0, help="seed of sampled centralities (default 0)")
+    a.add_argument("-k", type=_positive_int, default=64, help="source nodes of sampled centralities (default 64)")
+    a.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of sampled centralities (default 0)")
     a.add_argument("--key", help="in a checkpoint holding several weight sets, the key of the one to use")
     a.add_argument("--data", metavar="NAME|PATH",
                    help="add activation diversity of an MLP checkpoint on data: digits, mnist1d, synthetic, "
@@ -242,23 +327,32 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                    help="analyse the layers in parallel, one Dask task per layer, on a local cluster of N "
                         "worker processes (default 1: in this process)")
-    a.add_argument("--scheduler", metavar="ADDRESS",
+    a.add_argument("--scheduler", metavar="ADDRESS", type=_scheduler_address,
                    help="analyse the layers in parallel on the Dask scheduler at ADDRESS (e.g. tcp://host:8786)")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
     a.set_defaults(func=cmd_analyze)
 
     r = sub.add_parser("rewire", help="PA-rewire the weight layers and save the checkpoint in its format")
-    r.add_argument("checkpoint", help="checkpoint file (never modified)")
-    r.add_argument("-o", "--output", help="output checkpoint file (same format as the input)")
-    r.add_argument("--seed", type=int, default=0, help="run seed; each layer's stream derives from it and its name")
+    r.add_argument("checkpoint", help=_CHECKPOINT_HELP + "; never modified")
+    r.add_argument("-o", "--output", help="output checkpoint, in the format of the input (a folder or index "
+                                          "JSON for a sharded one)")
+    r.add_argument("--seed", type=_nonnegative_int, default=0,
+                   help="run seed, a non-negative integer (default 0); each layer's stream derives from it "
+                        "and its name")
     r.add_argument("--layers", metavar="REGEX", help="rewire only layers whose tensor name matches")
     r.add_argument("--passes", choices=["both", "rows", "cols"], default="both",
-                   help="rows: output neurons' incoming weights; cols: input neurons' outgoing weights")
-    r.add_argument("--device", default="cpu", help="cpu (numpy kernel) or cuda (torch kernel on a GPU)")
+                   help="rows: reorder each output neuron's incoming weights (a row), which evens out the "
+                        "input neurons' out-strengths (lowers out_strength_var); cols: reorder each input "
+                        "neuron's outgoing weights (a column), which evens out the output neurons' "
+                        "in-strengths (lowers in_strength_var); both (default): rows, then cols")
+    r.add_argument("--device", type=_device, default="cpu",
+                   help="cpu (numpy kernel, default), cuda or cuda:N (torch kernel on a GPU)")
     r.add_argument("--key", help="in a checkpoint holding several weight sets, the key of the one to use")
-    r.add_argument("--report", metavar="CSV", help="write the per-layer strength variances to this CSV")
+    r.add_argument("--report", metavar="CSV", help="write the per-layer strength variances and their ratios to "
+                                                   "this CSV (not the input or output; --force to replace a file)")
     r.add_argument("--dry-run", action="store_true", help="report what rewiring does, write nothing")
-    r.add_argument("--force", action="store_true", help="replace an existing output file (never the input)")
+    r.add_argument("--force", action="store_true",
+                   help="replace an existing output or report file (never the input)")
     r.add_argument("--layout", action="append", metavar="REGEX=in_out|out_in",
                    help="stored orientation of 2-D weights matching REGEX (repeatable), e.g. 'c_proj=in_out'")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
@@ -266,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="compare two checkpoints layer by layer (e.g. initial vs trained), "
                                        "or the methods of an experiment results folder")
-    c.add_argument("a", help="first checkpoint (A), or an experiment results folder")
-    c.add_argument("b", nargs="?", help="second checkpoint (B), any format; omit it for a results folder")
+    c.add_argument("a", help="first checkpoint (A): " + _CHECKPOINT_HELP + "; or an experiment results folder")
+    c.add_argument("b", nargs="?", help="second checkpoint (B), in any of those formats (not necessarily A's); "
+                                        "omit it for a results folder")
     c.add_argument("-o", "--output", help="output folder for tables, figures and report.html")
     c.add_argument("--layers", metavar="REGEX", help="compare only layers whose tensor name matches")
     c.add_argument("--allow-mismatch", action="store_true",
@@ -295,6 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(exc: BaseException) -> str:
+    """The one-line message of an error: Python's own ``[Errno 2] No such file or directory: 'x'``
+    of a file that could not be opened becomes ``x: no such file or directory``."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror and str(exc).startswith("[Errno"):
+        return f"{exc.filename}: {exc.strerror[:1].lower()}{exc.strerror[1:]}"
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -305,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (NetinitError, OSError, TimeoutError) as exc:  # OSError: files, and a Dask scheduler out of reach
         if args.debug:
             raise
-        _err(f"netinit: error: {exc}")
+        _err(f"netinit: error: {_message(exc)}")
         return 1
     except KeyboardInterrupt:
         _err("netinit: interrupted")

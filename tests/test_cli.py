@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from netinit.cli import main
+from netinit.cli import _message, build_parser, main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 
@@ -208,3 +208,117 @@ def test_summary_json_lists_outputs_and_singular_messages(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert {Path(p).name for p in summary["outputs"]} == {"layers.csv", "neurons.csv", "skipped.csv", "chains.csv",
                                                         "report.html", "summary.json"}
+
+
+def _usage_error(capsys) -> str:
+    """The message of an argparse usage error: exit status 2, no traceback, one ``error:`` line."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["rewire", "{ckpt}", "-o", "{tmp}/y.pt", "--device", "tpu"],
+     "argument --device: invalid device 'tpu'; choose cpu, cuda or cuda:N"),
+    (["rewire", "{ckpt}", "-o", "{tmp}/y.pt", "--device", "cuda:x"], "invalid device 'cuda:x'"),
+    (["rewire", "{ckpt}", "-o", "{tmp}/y.pt", "--seed", "-1"],
+     "argument --seed: expected a non-negative integer, got '-1'"),
+    (["analyze", "{ckpt}", "-o", "{tmp}/d", "-k", "0", "--centrality", "sampled"],
+     "argument -k: expected a positive integer, got '0'"),
+    (["analyze", "{ckpt}", "--json", "--seed", "-2"], "argument --seed: expected a non-negative integer"),
+    (["analyze", "{ckpt}", "--json", "--workers", "2", "--scheduler", "nonsense"],
+     "argument --scheduler: invalid Dask scheduler address 'nonsense': it names no HOST:PORT"),
+    (["analyze", "{ckpt}", "--json", "--scheduler", "tcp://host:port"], "the port 'port' is not a number"),
+    (["analyze", "{ckpt}", "--json", "--scheduler", "foo://host:8786"], "unknown scheme 'foo'"),
+    (["experiment", "{tmp}/c.toml", "-o", "{tmp}/r", "--scheduler", "tcp://host"], "names no HOST:PORT"),
+    (["experiment", "{tmp}/c.toml", "-o", "{tmp}/r", "--workers", "0"], "argument --workers: expected a positive"),
+])
+def test_bad_option_values_are_one_line_usage_errors(argv, message, tmp_path, capsys):
+    argv = [a.format(ckpt=EXAMPLES / "mlp_digits.pt", tmp=tmp_path) for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in _usage_error(capsys)
+    assert list(tmp_path.iterdir()) == []  # refused before anything ran
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://sched.example:8786",
+                                     "tcp://[::1]:8786", "local"])
+def test_scheduler_addresses_dask_accepts_are_accepted(address):
+    args = build_parser().parse_args(["analyze", "m.pt", "--scheduler", address])
+    assert args.scheduler == address
+
+
+def test_devices_accepted(tmp_path):
+    for device in ("cpu", "cuda", "cuda:0", "cuda:12"):
+        assert build_parser().parse_args(["rewire", "m.pt", "--device", device]).device == device
+
+
+def test_cuda_index_beyond_the_gpus_is_refused_before_running(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    out = tmp_path / "r.pt"
+    assert main(["rewire", str(EXAMPLES / "mlp_digits.pt"), "-o", str(out), "--device", "cuda:3"]) == 1
+    assert "device 'cuda:3' asked for, but this machine has 1 CUDA device (cuda:0 to cuda:0)" in _err_line(capsys)
+    assert not out.exists()
+
+
+def test_missing_experiment_config_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["experiment", "nope.toml", "-o", "r"]) == 1
+    assert _err_line(capsys) == "netinit: error: nope.toml: no such file"
+    assert main(["experiment", str(tmp_path), "-o", "r"]) == 1
+    assert "is a folder; give an experiment config (TOML) file" in _err_line(capsys)
+    with pytest.raises(FileNotFoundError, match="nope.toml: no such file"):
+        main(["experiment", "nope.toml", "-o", "r", "--debug"])
+    assert not (tmp_path / "r").exists()
+
+
+def test_python_os_errors_read_as_path_and_reason():
+    assert _message(FileNotFoundError(2, "No such file or directory", "x.toml")) == "x.toml: no such file or directory"
+    assert _message(PermissionError(13, "Permission denied", "/etc/x")) == "/etc/x: permission denied"
+    assert _message(FileNotFoundError("m.pt: no such file")) == "m.pt: no such file"  # netinit's own message
+
+
+def test_data_path_that_does_not_exist(tmp_path, capsys):
+    missing = tmp_path / "nonexistent.npz"
+    assert main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "--json", "--data", str(missing)]) == 1
+    line = _err_line(capsys)
+    assert line.startswith(f"netinit: error: --data {missing}: no such file or folder")
+    with pytest.raises(SystemExit, match="--data expects one of digits, mnist1d, synthetic or the path"):
+        main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "--data", "cifar10", "--json"])
+
+
+def _help(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv + ["--help"])
+    assert exc.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+
+
+@pytest.mark.parametrize("command", [["analyze"], ["rewire"], ["compare"]])
+def test_help_names_every_input_kind(command, capsys):
+    text = _help(command, capsys)
+    assert ".safetensors, .npz)" not in text
+    for kind in ("ONNX", "Keras", "Flax msgpack", "TorchScript", "sharded", "`netinit formats`"):
+        assert kind in text, kind
+
+
+def test_help_of_passes_says_which_variance_each_pass_lowers(capsys):
+    text = _help(["rewire"], capsys)
+    assert ("rows: reorder each output neuron's incoming weights (a row), which evens out the input neurons' "
+            "out-strengths (lowers out_strength_var)") in text
+    assert ("cols: reorder each input neuron's outgoing weights (a column), which evens out the output neurons' "
+            "in-strengths (lowers in_strength_var)") in text
+    # and so does the code: one pass leaves the other side's variance exactly as it was
+    for passes, lowered, kept in (("rows", "out", "in"), ("cols", "in", "out")):
+        assert main(["rewire", str(EXAMPLES / "mlp_digits_init.pt"), "--dry-run", "--passes", passes]) == 0
+        out = capsys.readouterr().out
+        rows = [line.split() for line in out.splitlines()[1:]]
+        header = out.splitlines()[0].split()
+        for row in rows:
+            r = dict(zip(header, row))
+            assert float(r[f"{lowered}_strength_var_after"]) < float(r[f"{lowered}_strength_var_before"])
+            assert r[f"{kept}_strength_var_after"] == r[f"{kept}_strength_var_before"]
