@@ -405,6 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # the reader of stdout went away (`netinit analyze x --json | head`)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail again
+        return 141
     except (NetinitError, OSError, TimeoutError) as exc:  # OSError: files, and a Dask scheduler out of reach
         if args.debug:
             raise

@@ -322,3 +322,16 @@ def test_help_of_passes_says_which_variance_each_pass_lowers(capsys):
             r = dict(zip(header, row))
             assert float(r[f"{lowered}_strength_var_after"]) < float(r[f"{lowered}_strength_var_before"])
             assert r[f"{kept}_strength_var_after"] == r[f"{kept}_strength_var_before"]
+
+
+def test_closed_stdout_is_not_an_error():
+    """`netinit analyze x --json | head -1`: the reader goes away; no error line, no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "netinit.cli", "analyze", str(EXAMPLES / "mlp_digits.safetensors"),
+                             "--json", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before anything is printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Broken pipe" not in err and "Traceback" not in err
