@@ -4,19 +4,26 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.netinit-installed
+BASE   := $(VENV)/.netinit-installed
+STAMP  := $(VENV)/.netinit-test-installed
 
 .PHONY: venv demo test bench clean
 
-$(STAMP): pyproject.toml
+# netinit and its own dependencies (torch pinned first: the CPU wheel)
+$(BASE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e . torch==2.13.0
+	touch $(BASE)
+
+# + pytest and the frameworks the format tests make real files with (Keras, Flax/JAX, ONNX)
+$(STAMP): $(BASE)
 	$(BIN)/python -m pip install --quiet -e '.[test,frameworks]' torch==2.13.0
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(BASE)
 	mkdir -p out
 	$(BIN)/netinit analyze data/examples/mlp_digits.safetensors -o out/demo --centrality auto
 	$(BIN)/netinit rewire data/examples/mlp_digits_init.safetensors -o out/mlp_digits_init_rewired.safetensors --seed 0 --report out/rewire_report.csv --force
