@@ -395,6 +395,10 @@ def _message(exc: BaseException) -> str:
     of a file that could not be opened becomes ``x: no such file or directory``."""
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror and str(exc).startswith("[Errno"):
         return f"{exc.filename}: {exc.strerror[:1].lower()}{exc.strerror[1:]}"
+    from netinit.errors import NonFiniteError
+
+    if isinstance(exc, NonFiniteError):  # the other layers can still be analysed or rewired
+        return f"{exc} (leave that layer out with --layers REGEX)"
     return str(exc)
 
 
