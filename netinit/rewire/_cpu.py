@@ -169,8 +169,10 @@ def _run_pass(
         E, SV, X = (buf[:, : r1 - r0] if j == 0 else buf[: r1 - r0] for j, buf in enumerate(bufs[b % nb]))
         for i, (A, draw) in enumerate(zip(mats, draws)):
             draw(E[i])
-            np.copyto(X[:, i], A[:, r0:r1].T if transposed else A[r0:r1])
-        np.copyto(SV, X)
+            rows = A[:, r0:r1].T if transposed else A[r0:r1]
+            np.copyto(SV[:, i], rows)
+            if r0 == 0:  # row 0 of the pass keeps its order; every other row of X is overwritten
+                np.copyto(X[0, i], rows[0])
         SV.sort(axis=-1)
         return E, SV, X
 

@@ -40,7 +40,7 @@ from netinit._rng import layer_seed_sequence
 from netinit.errors import LayerError, NoLayersError
 from netinit.rewire._checks import check_passes, check_tensor, matrix_shape
 from netinit.rewire._cpu import plan_stacks
-from netinit.rewire.pa import _rewire_stack_, pa_rewire_
+from netinit.rewire.pa import _cpu_in_place, _rewire_stack_, pa_rewire_
 from netinit.rewire.stabilize import Initializer, _best_of, _check_k, resolve_initializer, strength_variances
 
 __all__ = ["rewire_model_", "COLUMNS"]
@@ -233,7 +233,8 @@ def rewire_model_(
                     M = _to_canonical(p, w.transposed_groups)
                 todo.append((i, M, gen, before))
             if todo[0][1].device.type == "cpu":
-                _rewire_stack_([t[1] for t in todo], [t[2] for t in todo], passes)
+                # finiteness was checked above unless the weights were re-drawn since
+                _rewire_stack_([t[1] for t in todo], [t[2] for t in todo], passes, check_finite=bool(k))
             else:
                 pa_rewire_(todo[0][1], generator=todo[0][2], passes=passes)
             for i, M, _, (v_in0, v_out0) in todo:
@@ -260,13 +261,10 @@ def _chunks(weights: list[_Weight]) -> list[list[int]]:
     weights of one canonical shape and dtype, within :func:`~netinit.rewire._cpu.plan_stacks`'
     limits (a weight is rewired on a copy when it is a transposed convolution, float16/bfloat16
     or not contiguous). Weights on other devices are groups of their own."""
-    import torch
-
     keys, shapes, copied = [], [], []
     for w in weights:
         p = w.param
         shapes.append(_canonical_shape(w))
-        copied.append(bool(w.transposed_groups) or p.dtype not in (torch.float32, torch.float64)
-                      or not p.is_contiguous())
+        copied.append(bool(w.transposed_groups) or not _cpu_in_place(p))
         keys.append((shapes[-1], p.dtype, copied[-1]) if p.device.type == "cpu" else None)
     return plan_stacks(keys, shapes, copied)

@@ -148,13 +148,7 @@ def _rewire_stack(arrays: list[Any], rngs: list[RngLike], passes: str = "both") 
     if len({matrix_shape(A.shape) for A, _ in prepared}) > 1:
         raise ValueError("the arrays of a stack share one (n_rows, n_cols) shape")
     gens = [as_generator(r) for r in rngs]
-    by_dtype: dict[np.dtype, list[int]] = {}
-    for i, (_, work) in enumerate(prepared):
-        if work is not None:
-            by_dtype.setdefault(work.dtype, []).append(i)
-    for idx in by_dtype.values():
-        draws = [_draws(gens[i]) for i in idx]
-        rewire_stack_inplace([prepared[i][1] for i in idx], passes, [d[0] for d in draws], [d[1] for d in draws])
+    _stacks_by_dtype([(work, *_draws(g)) for (_, work), g in zip(prepared, gens) if work is not None], passes)
     return [A.copy() if work is None else work.astype(A.dtype, copy=False).reshape(A.shape) for A, work in prepared]
 
 
@@ -219,6 +213,14 @@ def pa_rewire_(tensor: Any, *, generator: Any = None, passes: str = "both") -> A
     return tensor
 
 
+def _cpu_in_place(tensor: Any) -> bool:
+    """Whether the CPU engine works on the tensor's own memory (float32/float64, contiguous)
+    rather than on a copy."""
+    import torch
+
+    return tensor.dtype in (torch.float32, torch.float64) and tensor.is_contiguous()
+
+
 def _cpu_work(tensor: Any, generator: Any, n_rows: int, n_cols: int) -> tuple[np.ndarray, Draw, Draw, Any]:
     """What the CPU engine needs for one tensor: its ``(n_rows, n_cols)`` float32/float64 work
     matrix (the tensor's own memory when it can be), the two passes' draw functions (a numpy
@@ -228,7 +230,7 @@ def _cpu_work(tensor: Any, generator: Any, n_rows: int, n_cols: int) -> tuple[np
     entropy = torch.randint(0, 2**62, (4,), generator=generator, dtype=torch.int64).tolist()
     draw_rows, draw_cols = _draws(np.random.default_rng(np.random.SeedSequence(entropy)))
     t = tensor.detach()
-    if t.dtype in (torch.float32, torch.float64) and t.is_contiguous():
+    if _cpu_in_place(t):
         return (t.numpy().reshape(n_rows, n_cols), draw_rows, draw_cols,
                 lambda: torch.autograd.graph.increment_version(tensor))
     work = t.to(torch.float64 if t.dtype == torch.float64 else torch.float32).contiguous()
@@ -242,14 +244,16 @@ def _cpu_inplace(tensor: Any, generator: Any, passes: str, n_rows: int, n_cols: 
     finish()
 
 
-def _rewire_stack_(tensors: list[Any], generators: list[Any], passes: str = "both") -> None:
+def _rewire_stack_(tensors: list[Any], generators: list[Any], passes: str = "both", *,
+                   check_finite: bool = True) -> None:
     """:func:`pa_rewire_` of each CPU tensor with its generator, the tensors rewired together.
 
     The tensors share one canonical ``(n_rows, n_cols)`` shape; each gets exactly the result of
     ``pa_rewire_(tensor, generator=generator, passes=passes)`` (all-equal ones are left alone),
     but step ``t`` of all of them is one series of numpy calls, which is what makes the many
     small repeated layers of a model fast (:func:`netinit.rewire.rewire_model_` groups them).
-    Every tensor is validated before any is changed.
+    Every tensor is validated before any is changed (``check_finite=False``: a caller that has
+    checked finiteness already).
     """
     import torch
 
@@ -258,23 +262,27 @@ def _rewire_stack_(tensors: list[Any], generators: list[Any], passes: str = "bot
         raise ValueError(f"{len(tensors)} tensors but {len(generators)} generators")
     shapes = set()
     for i, t in enumerate(tensors):
-        check_tensor(t, f"tensors[{i}]")
+        check_tensor(t, f"tensors[{i}]", finite=check_finite)
         if t.device.type != "cpu":
             raise ValueError(f"tensors[{i}] is on {t.device}; a stack is rewired on the CPU")
         shapes.add(matrix_shape(tuple(t.shape)))
     if len(shapes) > 1:
         raise ValueError(f"the tensors of a stack share one (n_rows, n_cols) shape; got {sorted(shapes)}")
-    works: dict[Any, list] = {}
     with torch.no_grad():
-        for t, g in zip(tensors, generators):
-            if bool(t.min() == t.max()):
-                continue
-            A, draw_rows, draw_cols, finish = _cpu_work(t, g, *matrix_shape(tuple(t.shape)))
-            works.setdefault(A.dtype, []).append((A, draw_rows, draw_cols, finish))
-        for items in works.values():
-            rewire_stack_inplace([w[0] for w in items], passes, [w[1] for w in items], [w[2] for w in items])
-            for w in items:
-                w[3]()
+        works = [_cpu_work(t, g, *matrix_shape(tuple(t.shape)))
+                 for t, g in zip(tensors, generators) if not bool(t.min() == t.max())]
+        _stacks_by_dtype([w[:3] for w in works], passes)
+        for *_, finish in works:
+            finish()
+
+
+def _stacks_by_dtype(works: list[tuple[np.ndarray, Draw, Draw]], passes: str) -> None:
+    """Rewire ``(matrix, draw_rows, draw_cols)`` triples of one shape, each dtype as one stack."""
+    groups: dict[np.dtype, list[tuple[np.ndarray, Draw, Draw]]] = {}
+    for w in works:
+        groups.setdefault(w[0].dtype, []).append(w)
+    for g in groups.values():
+        rewire_stack_inplace([w[0] for w in g], passes, [w[1] for w in g], [w[2] for w in g])
 
 
 def _device_kernel(n_cols: int):

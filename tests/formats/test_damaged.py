@@ -20,7 +20,6 @@ from netinit.layers import find_layers
 
 
 def _net() -> nn.Module:
-    torch.manual_seed(0)  # noqa: the module's own init, reseeded by the copy below
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
