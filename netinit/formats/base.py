@@ -24,7 +24,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["TensorInfo", "Checkpoint", "Format", "FLOAT_DTYPES", "ZIP_ERRORS", "numpy_dtype_name", "zip_entries"]
+from netinit.errors import ShapeError
+
+__all__ = ["TensorInfo", "Checkpoint", "Format", "FLOAT_DTYPES", "ZIP_ERRORS", "numpy_dtype_name", "replacement", "zip_entries"]
 
 #: dtypes netinit analyses and rewires; every other dtype is reported as skipped.
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -48,6 +50,19 @@ def zip_entries(head: bytes, path: Path) -> list[str] | None:
             return z.namelist()
     except ZIP_ERRORS:
         return None
+
+
+def replacement(where: str, value: Any, want: tuple[int, ...], *, stored: bool = False) -> np.ndarray:
+    """``value`` as an array, after checking that its shape is ``want``.
+
+    ``where`` names the tensor (``"PATH: tensor 'x'"``); the error says the shape is the
+    ``stored`` one or the ``expected`` one (the shape :meth:`Checkpoint.info` reports).
+    """
+    value = np.asarray(value)
+    if tuple(value.shape) != tuple(want):
+        raise ShapeError(f"{where} replacement has shape {tuple(value.shape)}, "
+                         f"{'stored' if stored else 'expected'} {tuple(want)}")
+    return value
 
 
 def numpy_dtype_name(dtype: Any) -> str:

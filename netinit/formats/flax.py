@@ -57,9 +57,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from netinit.errors import CorruptFileError, DtypeError, FormatError, ShapeError
+from netinit.errors import CorruptFileError, DtypeError, FormatError
 from netinit.formats._layouts import AxisLayout
-from netinit.formats.base import Checkpoint, Format, TensorInfo
+from netinit.formats.base import Checkpoint, Format, TensorInfo, replacement
 
 __all__ = ["FlaxFormat", "FlaxCheckpoint"]
 
@@ -387,11 +387,7 @@ class FlaxCheckpoint(Checkpoint):
     def encode(self, name: str, value: np.ndarray) -> bytes:
         """The stored bytes of a replacement given in the shape :meth:`info` reports."""
         arr = self._arrays[name]
-        value = np.asarray(value)
-        want = self.info(name).shape
-        if tuple(value.shape) != want:
-            raise ShapeError(f"{self.path}: tensor {name!r} replacement has shape {tuple(value.shape)}, "
-                             f"expected {want}")
+        value = replacement(f"{self.path}: tensor {name!r}", value, self.info(name).shape)
         if _itemsize(arr.dtype) is None:
             raise DtypeError(f"{self.path}: tensor {name!r} has dtype {arr.dtype}, which netinit cannot write")
         if name in self._layouts:

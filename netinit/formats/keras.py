@@ -76,7 +76,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from netinit.errors import CorruptFileError, FormatError, NetinitError, ShapeError
+from netinit.errors import CorruptFileError, FormatError, NetinitError
 from netinit.formats._keras_vars import (
     KerasVar,
     as_text,
@@ -85,7 +85,7 @@ from netinit.formats._keras_vars import (
     legacy_variables,
     variable_table,
 )
-from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, zip_entries
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, replacement, zip_entries
 
 __all__ = ["KerasFormat", "KerasCheckpoint"]
 
@@ -290,11 +290,7 @@ class KerasCheckpoint(Checkpoint):
         ``bfloat16`` tensors come back as their ``uint16`` bit patterns.
         """
         v = self._vars[name]
-        value = np.asarray(value)
-        want = self.info(name).shape
-        if tuple(value.shape) != want:
-            raise ShapeError(f"{self.path}: tensor {name!r} replacement has shape {tuple(value.shape)}, "
-                             f"expected {want}")
+        value = replacement(f"{self.path}: tensor {name!r}", value, self.info(name).shape)
         if v.layout is not None:
             value = v.layout.to_stored(value, v.shape)
         if v.dtype == "bfloat16":

@@ -15,8 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
-from netinit.errors import CorruptFileError, NetinitError, ShapeError, UnsafeCheckpointError
-from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, zip_entries
+from netinit.errors import CorruptFileError, NetinitError, UnsafeCheckpointError
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, replacement, zip_entries
 
 __all__ = ["NpzFormat", "NpzCheckpoint"]
 
@@ -95,10 +95,8 @@ class NpzFormat(Format):
                     if info.filename in wanted:
                         name = wanted[info.filename]
                         stored = ckpt.info(name)
-                        value = np.asarray(replacements[name])
-                        if tuple(value.shape) != stored.shape:
-                            raise ShapeError(f"{ckpt.path}: member {name!r} replacement has shape "
-                                             f"{tuple(value.shape)}, stored {stored.shape}")
+                        value = replacement(f"{ckpt.path}: member {name!r}", replacements[name], stored.shape,
+                                            stored=True)
                         buf = io.BytesIO()
                         np.lib.format.write_array(buf, value.astype(stored.dtype, copy=False), allow_pickle=False)
                         dst.writestr(info, buf.getvalue(), compress_type=info.compress_type)

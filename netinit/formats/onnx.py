@@ -64,9 +64,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from netinit.errors import CorruptFileError, DtypeError, FormatError, ShapeError
+from netinit.errors import CorruptFileError, DtypeError, FormatError
 from netinit.formats._onnx_graph import RNN_GATES, Entry, entries_for, find_roles, stored_tensors
-from netinit.formats.base import FLOAT_DTYPES, Checkpoint, Format, TensorInfo
+from netinit.formats.base import FLOAT_DTYPES, Checkpoint, Format, TensorInfo, replacement
 from netinit.formats.safetensors import bf16_bits_to_float32, float32_to_bf16_bits
 
 __all__ = ["OnnxFormat", "OnnxCheckpoint", "RNN_GATES"]
@@ -265,10 +265,7 @@ class OnnxCheckpoint(Checkpoint):
         out: dict[str, np.ndarray] = {}
         for name, value in replacements.items():
             e = self._entries[name]
-            value = np.asarray(value)
-            if tuple(value.shape) != e.shape:
-                raise ShapeError(f"{self.path}: tensor {name!r} replacement has shape {tuple(value.shape)}, "
-                                 f"expected {e.shape}")
+            value = replacement(f"{self.path}: tensor {name!r}", value, e.shape)
             if e.source not in out:
                 out[e.source] = self.stored_array(e.source)
             stored = out[e.source]

@@ -57,9 +57,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from netinit.errors import CorruptFileError, DtypeError, FormatError, OutputError, ShapeError
+from netinit.errors import CorruptFileError, DtypeError, FormatError, OutputError
 from netinit.formats import _layouts
-from netinit.formats.base import Checkpoint, Format, TensorInfo
+from netinit.formats.base import Checkpoint, Format, TensorInfo, replacement
 from netinit.formats.safetensors import SafetensorsCheckpoint, write_copy
 from netinit.formats.torch import FORMAT as _TORCH
 from netinit.formats.torch import TorchCheckpoint
@@ -316,9 +316,7 @@ class ShardedFormat(Format):
         by_shard: dict[str, dict[str, Any]] = {}
         for name, value in replacements.items():  # every check before a byte is written
             info = ckpt.info(name)
-            if tuple(np.shape(value)) != info.shape:
-                raise ShapeError(f"{ckpt.path}: tensor {name!r} replacement has shape "
-                                 f"{tuple(np.shape(value))}, stored {info.shape}")
+            replacement(f"{ckpt.path}: tensor {name!r}", value, info.shape, stored=True)
             if info.dtype.startswith("float8"):
                 raise DtypeError(f"{ckpt.path}: writing {info.dtype} tensors is not supported")
             by_shard.setdefault(ckpt._shard_of[name], {})[name] = value

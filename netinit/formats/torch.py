@@ -36,9 +36,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from netinit.errors import CorruptFileError, FormatError, ShapeError, UnsafeCheckpointError
+from netinit.errors import CorruptFileError, FormatError, UnsafeCheckpointError
 from netinit.formats import _layouts
-from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, numpy_dtype_name, zip_entries
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, numpy_dtype_name, replacement, zip_entries
 from netinit.formats.torchscript import is_torchscript_archive
 
 __all__ = ["TorchFormat", "TorchCheckpoint", "CONTAINER_KEYS"]
@@ -297,9 +297,7 @@ class TorchCheckpoint(Checkpoint):
             value = np.asarray(value)
             if name in self.converted:
                 value = _layouts.to_stored(value, tuple(old.shape), f"{self.path}: tensor {name!r}")
-            if tuple(value.shape) != tuple(old.shape):
-                raise ShapeError(f"{self.path}: tensor {name!r} replacement has shape "
-                                 f"{tuple(value.shape)}, stored {tuple(old.shape)}")
+            value = replacement(f"{self.path}: tensor {name!r}", value, tuple(old.shape), stored=True)
             new = torch.from_numpy(np.ascontiguousarray(value)).to(dtype=old.dtype, device=old.device)
             keys = ((self._container_key,) if self._container_key is not None else ()) + self._paths[name]
             parent = root

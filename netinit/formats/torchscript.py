@@ -43,8 +43,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from netinit.errors import CorruptFileError, FormatError, ShapeError, UnsafeCheckpointError
-from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, zip_entries
+from netinit.errors import CorruptFileError, FormatError, UnsafeCheckpointError
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, replacement, zip_entries
 from netinit.formats.safetensors import bf16_bits_to_float32, float32_to_bf16_bits
 
 __all__ = ["TorchScriptFormat", "TorchScriptCheckpoint", "is_torchscript_archive"]
@@ -278,10 +278,7 @@ class TorchScriptCheckpoint(Checkpoint):
             storage = self._storage_array(self._refs[names[0]]).copy()
             for name in names:
                 ref = self._refs[name]
-                value = np.asarray(replacements[name])
-                if tuple(value.shape) != ref.size:
-                    raise ShapeError(f"{self.path}: tensor {name!r} replacement has shape "
-                                     f"{tuple(value.shape)}, stored {ref.size}")
+                value = replacement(f"{self.path}: tensor {name!r}", replacements[name], ref.size, stored=True)
                 if ref.storage.type.dtype == "bfloat16":
                     value = float32_to_bf16_bits(value)
                 view = np.lib.stride_tricks.as_strided(
