@@ -1,0 +1,385 @@
+r"""Null models of a layer: its statistics against seeded shuffles of the same weights.
+
+A statistic ``f`` of a layer ``W`` (shape ``(n_out, n_in)``) is judged against ``K`` shuffled
+copies :math:`W^{(1)}, \dots, W^{(K)}` of the same weights (WeightWatcher's ``randomize``;
+Filan et al.'s clusterability baselines). Three models, each a uniformly random permutation in
+its group, drawn independently for every copy:
+
+* ``"matrix"``: the ``n_out * n_in`` weights anywhere (only the multiset of values is kept);
+* ``"rows"``: within every row (each output neuron keeps its incoming weights, hence its
+  in-strength and degree; the natural baseline of PA rewiring, itself a permutation);
+* ``"columns"``: within every column (each input neuron keeps its outgoing weights).
+
+For every statistic ``s`` with observed value :math:`x`, null mean :math:`\bar x_0` and null
+standard deviation :math:`\sigma_0` (sample SD, ``ddof=1``) over the ``K`` copies,
+
+.. math:: z = \frac{x - \bar x_0}{\sigma_0},
+
+reported as ``<s>_null_observed`` (:math:`x`), ``<s>_null_mean``, ``<s>_null_sd`` and ``<s>_z``,
+with ``null_model`` and ``null_k`` recorded. **Degenerate null**: when
+:math:`\sigma_0 \le 10^{-6} \max(|x|, |\bar x_0|)` (``sd`` exactly 0 included: a statistic the
+model keeps, such as the in-strength variance under ``"rows"``, up to the rounding of
+reordered sums, about :math:`10^{-7}` relative in float32) ``z`` is NaN, never a huge number
+made of rounding noise. A null whose values are all equal has ``sd`` exactly 0.
+
+For an iid layer the observed matrix is itself a draw of every model, so ``z`` is centred on
+0 with SD about :math:`\sqrt{(K+1)/K}` times that of a t variable on ``K - 1`` degrees of
+freedom (about 1.03 for ``K = 50``).
+
+**Vectorised.** Copies are drawn in batches with :meth:`numpy.random.Generator.permuted`
+(``axis`` picks the model) on a ``(batch, ...)`` stack of ``W``: one C loop, no Python loop per
+row. :func:`null_model` accepts any statistic; :func:`null_summary` is the fast path for the
+statistics of :func:`netinit.metrics.tables.layer_summary` that a permutation can change: it
+skips what the model keeps and computes the correlation statistics on ``corr_sample`` sampled
+neurons per side, so ``K = 100`` on a 4096x4096 layer costs a few unshuffled summaries
+(``bench/bench_null.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from numbers import Real
+from typing import Any
+
+import numpy as np
+
+from netinit._rng import RngLike, as_generator
+from netinit.metrics.network import _check_layer
+
+__all__ = ["NULL_MODELS", "SUMMARY_STATS", "shuffle_weights", "null_model", "null_summary"]
+
+#: The shuffles, as ``model=`` names them.
+NULL_MODELS = ("matrix", "rows", "columns")
+#: The statistics of :func:`null_summary` (the names of ``layer_summary``'s columns).
+SUMMARY_STATS = (
+    "in_strength_var", "out_strength_var", "in_strength_abs_var", "out_strength_abs_var",
+    "corr_in_mean_abs", "corr_in_max_abs", "corr_in_share_above", "corr_in_mean_sq",
+    "corr_in_n_constant", "effective_n_in",
+    "corr_out_mean_abs", "corr_out_max_abs", "corr_out_share_above", "corr_out_mean_sq",
+    "corr_out_n_constant", "effective_n_out",
+)
+# what each model keeps exactly (reported with sd 0 and z NaN, never recomputed)
+_KEPT = {
+    "matrix": (),
+    "rows": ("in_strength_var", "in_strength_abs_var", "corr_in_n_constant"),
+    "columns": ("out_strength_var", "out_strength_abs_var", "corr_out_n_constant"),
+}
+_BATCH_ELEMENTS = 1 << 22  # weights per batch of shuffled copies (16 MiB in float32)
+_REL_TOL = 1e-6  # above float32 rounding of reordered sums (~1e-7 relative)
+
+
+def _check_model(model: str) -> str:
+    if model not in NULL_MODELS:
+        raise ValueError(f"model must be one of {NULL_MODELS}, got {model!r}")
+    return model
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"k must be an integer >= 2 (shuffled copies for a null SD), got {k!r}")
+    return int(k)
+
+
+def _shuffles(W: np.ndarray, k: int, model: str, gen: np.random.Generator) -> Iterator[np.ndarray]:
+    """``k`` independent shuffles of ``W``, in batches of shape ``(b, n_out, n_in)``.
+
+    The batch size depends on the shape only, so a seed gives the same copies to every caller.
+    """
+    n_out, n_in = W.shape
+    step = max(1, min(k, _BATCH_ELEMENTS // (n_out * n_in)))
+    for a in range(0, k, step):
+        b = min(step, k - a)
+        if model == "matrix":
+            X = np.broadcast_to(W.reshape(1, -1), (b, n_out * n_in)).copy()
+            gen.permuted(X, axis=1, out=X)
+            yield X.reshape(b, n_out, n_in)
+        else:
+            X = np.broadcast_to(W, (b, n_out, n_in)).copy()
+            gen.permuted(X, axis=2 if model == "rows" else 1, out=X)
+            yield X
+
+
+def shuffle_weights(W: Any, *, model: str = "matrix", rng: RngLike = None) -> np.ndarray:
+    r"""One shuffled copy of ``W`` under a null model.
+
+    Parameters
+    ----------
+    W : array of shape (n_out, n_in)
+    model : {"matrix", "rows", "columns"}, default "matrix"
+        Permute all weights, within every row, or within every column.
+    rng : None, int or numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of shape (n_out, n_in)
+        Same dtype as ``W``; same multiset of values (and of every row's or column's values
+        under ``"rows"`` / ``"columns"``).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``model``.
+    ShapeError, NonFiniteError, DtypeError
+        ``W`` is not a valid weight matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> S = shuffle_weights(np.arange(6.0).reshape(2, 3), model="rows", rng=0)
+    >>> np.sort(S, axis=1).tolist()
+    [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    """
+    _check_model(model)
+    W = _check_layer(W)
+    return next(_shuffles(W, 1, model, as_generator(rng)))[0]
+
+
+def _z(obs: float, mean: float, sd: float) -> float:
+    if not sd > _REL_TOL * max(abs(obs), abs(mean)):  # also sd == 0 and sd NaN
+        return float("nan")
+    return (obs - mean) / sd
+
+
+def _columns(observed: Mapping[str, float], null: Mapping[str, np.ndarray],
+             model: str, k: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"null_model": model, "null_k": k}
+    for key, x in observed.items():
+        vals = np.asarray(null[key], dtype=np.float64)
+        if vals.min() == vals.max():  # exactly constant: no rounding noise in the mean or SD
+            mean, sd = float(vals[0]), 0.0
+        else:
+            mean, sd = float(vals.mean()), float(vals.std(ddof=1))
+        out[f"{key}_null_observed"] = float(x)
+        out[f"{key}_null_mean"] = mean
+        out[f"{key}_null_sd"] = sd
+        out[f"{key}_z"] = _z(float(x), mean, sd)
+    return out
+
+
+def null_model(
+    W: Any,
+    statistic: Callable[[np.ndarray], Mapping[str, Any]],
+    *,
+    k: int = 100,
+    model: str = "matrix",
+    rng: RngLike = None,
+) -> dict[str, Any]:
+    r"""Null mean, SD and z-score of every numeric statistic of ``statistic(W)``.
+
+    Parameters
+    ----------
+    W : array of shape (n_out, n_in)
+    statistic : callable
+        ``statistic(X) -> mapping``; its int and float values are the statistics (strings and
+        bools are skipped, so a whole ``layer_summary`` row can be passed). Called once on
+        ``W`` and once on each shuffled copy (a numpy array of ``W``'s dtype, which it must not
+        keep after returning).
+    k : int, default 100
+        Shuffled copies, at least 2.
+    model : {"matrix", "rows", "columns"}, default "matrix"
+        The shuffle (module docstring).
+    rng : None, int or numpy.random.Generator
+        Seeds the shuffles. The copies are drawn from the first of two children spawned from
+        it, as in :func:`null_summary`, so both see the same copies for the same seed.
+
+    Returns
+    -------
+    dict
+        ``null_model``, ``null_k`` and, for every statistic ``s``: ``s_null_observed``,
+        ``s_null_mean``, ``s_null_sd`` (``ddof=1``), ``s_z`` (NaN for a degenerate null).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``model``, ``k < 2``, or a statistic missing from a copy's mapping.
+    ShapeError, NonFiniteError, DtypeError
+        ``W`` is not a valid weight matrix.
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> W = np.random.default_rng(0).normal(size=(20, 30))
+    >>> r = null_model(W, lambda X: {"first_row_sum": X[0].sum()}, k=50, model="rows", rng=0)
+    >>> r["first_row_sum_null_sd"] < 1e-12, math.isnan(r["first_row_sum_z"])
+    (True, True)
+    """
+    _check_model(model)
+    k = _check_k(k)
+    W = _check_layer(W)
+    gen = as_generator(rng).spawn(2)[0]
+    observed = {key: float(v) for key, v in statistic(W).items()
+                if isinstance(v, (Real, np.number)) and not isinstance(v, (bool, np.bool_))}
+    null = {key: np.empty(k) for key in observed}
+    r = 0
+    for X in _shuffles(W, k, model, gen):
+        for S in X:
+            values = statistic(S)
+            for key in observed:
+                if key not in values:
+                    raise ValueError(f"statistic returned no {key!r} for shuffled copy {r}")
+                null[key][r] = float(values[key])
+            r += 1
+    return _columns(observed, null, model, k)
+
+
+def _corr_batch(X: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
+    """Correlation statistics of the rows of every ``X[b]`` (shape (b, m, d)), as
+    :func:`netinit.metrics.correlation.correlation_summary` and ``layer_summary`` give them."""
+    b, m, d = X.shape
+    if d < 2:  # one feature: no correlation (layer_summary's convention)
+        zeros = np.zeros(b)
+        return {"mean_abs": zeros, "max_abs": zeros, "share_above": zeros, "mean_sq": zeros,
+                "effective_n": zeros, "n_constant": np.full(b, float(m))}
+    Z = X.astype(np.float64)
+    Z -= Z.mean(axis=2, keepdims=True)
+    norms = np.linalg.norm(Z, axis=2)
+    scale = np.maximum(np.abs(Z).max(axis=2), 1.0)
+    ok = norms > 1e-12 * scale * math.sqrt(d)
+    Z *= np.where(ok, 1.0 / np.where(ok, norms, 1.0), 0.0)[:, :, None]
+    G = np.clip(Z @ Z.transpose(0, 2, 1), -1.0, 1.0)
+    idx = np.arange(m)
+    G[:, idx, idx] = 0.0  # off-diagonal pairs only; constant rows are all-zero rows
+    A = np.abs(G)
+    mu = ok.sum(axis=1).astype(np.float64)
+    pairs = mu * (mu - 1.0)
+    sum_sq = np.einsum("bij,bij->b", G, G)
+    has = pairs > 0
+    den = np.where(has, pairs, 1.0)
+    return {
+        "mean_abs": np.where(has, A.sum(axis=(1, 2)) / den, 0.0),
+        "max_abs": np.where(has, A.max(axis=(1, 2)), 0.0),
+        "share_above": np.where(has, (A > threshold).sum(axis=(1, 2)) / den, 0.0),
+        "mean_sq": np.where(has, sum_sq / den, 0.0),
+        "effective_n": np.where(has, mu * mu / (mu + sum_sq), mu),
+        "n_constant": m - mu,
+    }
+
+
+def _summary_batch(X: np.ndarray, keep: tuple[str, ...], threshold: float,
+                   rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
+    """The statistics of :data:`SUMMARY_STATS` not in ``keep`` for every ``X[b]``."""
+    out: dict[str, np.ndarray] = {}
+    need_in = "in_strength_var" not in keep
+    need_out = "out_strength_var" not in keep
+    if need_in:
+        out["in_strength_var"] = X.sum(axis=2, dtype=np.float64).var(axis=1)
+    if need_out:
+        out["out_strength_var"] = X.sum(axis=1, dtype=np.float64).var(axis=1)
+    A = np.abs(X)
+    if need_in:
+        out["in_strength_abs_var"] = A.sum(axis=2, dtype=np.float64).var(axis=1)
+    if need_out:
+        out["out_strength_abs_var"] = A.sum(axis=1, dtype=np.float64).var(axis=1)
+    del A
+    for side, sub in (("in", lambda Y: Y[:, rows, :]),
+                      ("out", lambda Y: Y[:, :, cols].transpose(0, 2, 1))):
+        m, d = (rows.size, X.shape[2]) if side == "in" else (cols.size, X.shape[1])
+        step = max(1, min(X.shape[0], _BATCH_ELEMENTS // max(1, m * max(m, d))))
+        parts = [_corr_batch(sub(X[a:a + step]), threshold) for a in range(0, X.shape[0], step)]
+        for key in ("mean_abs", "max_abs", "share_above", "mean_sq", "n_constant"):
+            out[f"corr_{side}_{key}"] = np.concatenate([p[key] for p in parts])
+        out[f"effective_n_{side}"] = np.concatenate([p["effective_n"] for p in parts])
+    return {key: v for key, v in out.items() if key not in keep}
+
+
+def null_summary(
+    W: Any,
+    *,
+    k: int = 100,
+    model: str = "matrix",
+    rng: RngLike = None,
+    threshold: float = 0.5,
+    corr_sample: int | None = 512,
+) -> dict[str, Any]:
+    r"""Null models of the layer-summary statistics, vectorised (the fast path of :func:`null_model`).
+
+    The statistics are those of :data:`SUMMARY_STATS`, with the definitions and names of
+    :func:`netinit.metrics.tables.layer_summary`: population variances of the signed and
+    absolute in- and out-strengths and, for the Pearson correlation between rows (``"in"``)
+    and between columns (``"out"``), the mean ``|r|``, max ``|r|``, share of pairs with
+    ``|r| > threshold``, mean ``r^2``, number of constant vectors and the participation ratio
+    ``effective_n_{side}``. The weight mean and SD, the strength means, ``n_zero`` and
+    ``density`` are the same in every shuffle and are left out.
+
+    **Sampled correlation.** A side with more than ``corr_sample`` neurons has its correlation
+    statistics computed over ``corr_sample`` neurons drawn once without replacement (rows of
+    ``W`` for ``"in"``, columns for ``"out"``) in the observed layer and in every copy alike,
+    so the z-score compares like with like: ``<s>_null_observed`` is then the statistic of the
+    sample, which estimates ``layer_summary``'s (without bias for the means and shares; the
+    max and ``effective_n`` of a sample are those of the sample). Cost per copy
+    ``O(n_out n_in + c^2 (n_out + n_in))`` for ``c = corr_sample``, against
+    ``O(n_out n_in (n_out + n_in))`` for one exact summary.
+
+    Parameters
+    ----------
+    W : array of shape (n_out, n_in)
+    k : int, default 100
+        Shuffled copies, at least 2.
+    model : {"matrix", "rows", "columns"}, default "matrix"
+    rng : None, int or numpy.random.Generator
+        Two children are spawned from it: the first draws the copies (the same copies as
+        :func:`null_model` with the same ``rng``), the second the correlation sample.
+    threshold : float, default 0.5
+        As in ``layer_summary``.
+    corr_sample : int or None, default 512
+        Neurons per side for the correlation statistics (at least 2); None for all.
+
+    Returns
+    -------
+    dict
+        ``null_model``, ``null_k``, ``null_corr_rows`` / ``null_corr_cols`` (neurons used for
+        the "in" / "out" correlation) and, for every statistic ``s`` of
+        :data:`SUMMARY_STATS`, ``s_null_observed``, ``s_null_mean``, ``s_null_sd``, ``s_z``.
+        Statistics the model keeps (the in-strength variances and ``corr_in_n_constant``
+        under ``"rows"``, the out- ones under ``"columns"``) have ``sd`` 0 and ``z`` NaN.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``model``, ``k < 2``, ``threshold`` outside [0, 1] or ``corr_sample < 2``.
+    ShapeError, NonFiniteError, DtypeError
+        ``W`` is not a valid weight matrix.
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> g = np.random.default_rng(0)
+    >>> W = g.normal(size=(64, 2)) @ g.normal(size=(2, 48))  # rank 2: rows strongly correlated
+    >>> r = null_summary(W, k=50, model="rows", rng=0)
+    >>> r["corr_in_mean_abs_z"] > 10, math.isnan(r["in_strength_var_z"])
+    (True, True)
+    """
+    _check_model(model)
+    k = _check_k(k)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    if corr_sample is not None and (isinstance(corr_sample, bool) or corr_sample < 2):
+        raise ValueError(f"corr_sample must be None or an integer >= 2, got {corr_sample!r}")
+    W = _check_layer(W)
+    n_out, n_in = W.shape
+    shuffle_gen, sample_gen = as_generator(rng).spawn(2)
+
+    def pick(n: int) -> np.ndarray:
+        if corr_sample is None or n <= corr_sample:
+            return np.arange(n)
+        return np.sort(sample_gen.choice(n, size=int(corr_sample), replace=False))
+
+    rows, cols = pick(n_out), pick(n_in)
+    keep = _KEPT[model]
+    obs = {key: float(v[0]) for key, v in _summary_batch(W[None], (), threshold, rows,
+                                                         cols).items()}
+    null = {key: np.empty(k) for key in SUMMARY_STATS}
+    r = 0
+    for X in _shuffles(W, k, model, shuffle_gen):
+        for key, v in _summary_batch(X, keep, threshold, rows, cols).items():
+            null[key][r:r + X.shape[0]] = v
+        r += X.shape[0]
+    for key in keep:
+        null[key][:] = obs[key]
+    out = _columns(obs, null, model, k)
+    out["null_corr_rows"] = int(rows.size)
+    out["null_corr_cols"] = int(cols.size)
+    return out

@@ -1,0 +1,212 @@
+"""netinit.metrics.null: shuffles keep what they must, the fast path equals the generic one,
+z-scores of iid layers are standard, structured layers stand out."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from netinit.errors import NonFiniteError, ShapeError
+from netinit.metrics.correlation import correlation_summary
+from netinit.metrics.null import (
+    NULL_MODELS,
+    SUMMARY_STATS,
+    _shuffles,
+    null_model,
+    null_summary,
+    shuffle_weights,
+)
+from netinit.metrics.tables import layer_summary
+
+
+@pytest.fixture
+def W() -> np.ndarray:
+    W = np.random.default_rng(1).normal(size=(9, 13)).astype(np.float32)
+    W[0, :3] = 0.0
+    W[4] = 0.25  # a constant row
+    return W
+
+
+def summary(X: np.ndarray) -> dict:
+    return layer_summary(X, layer="fc", kind="linear")
+
+
+# -- the shuffles ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", NULL_MODELS)
+def test_every_copy_keeps_the_multisets(W, model):
+    copies = np.concatenate(list(_shuffles(W, 30, model, np.random.default_rng(0))))
+    assert copies.shape == (30, *W.shape) and copies.dtype == W.dtype
+    for S in copies:
+        np.testing.assert_array_equal(np.sort(S, axis=None), np.sort(W, axis=None))
+        if model == "rows":
+            np.testing.assert_array_equal(np.sort(S, axis=1), np.sort(W, axis=1))
+        if model == "columns":
+            np.testing.assert_array_equal(np.sort(S, axis=0), np.sort(W, axis=0))
+    assert len({S.tobytes() for S in copies}) == 30  # independent copies, none repeated
+    S = shuffle_weights(W, model=model, rng=3)
+    np.testing.assert_array_equal(np.sort(S, axis=None), np.sort(W, axis=None))
+    np.testing.assert_array_equal(S, shuffle_weights(W, model=model, rng=3))
+
+
+@pytest.mark.parametrize("model, shape, n_patterns", [("matrix", (2, 2), 24),
+                                                      ("rows", (2, 3), 36),
+                                                      ("columns", (3, 2), 36)])
+def test_shuffles_are_uniform_chi_square(model, shape, n_patterns):
+    """Every arrangement the model allows is equally likely (chi-square, 100 draws each)."""
+    W = np.arange(math.prod(shape), dtype=np.float64).reshape(shape)
+    k = 100 * n_patterns
+    copies = np.concatenate(list(_shuffles(W, k, model, np.random.default_rng(11))))
+    counts = Counter(S.tobytes() for S in copies)
+    assert len(counts) == n_patterns
+    assert stats.chisquare(list(counts.values())).pvalue > 1e-4
+
+
+# -- null_model and the fast path -----------------------------------------------------------
+
+@pytest.mark.parametrize("model", NULL_MODELS)
+def test_fast_path_equals_generic_layer_summary(W, model):
+    fast = null_summary(W, k=20, model=model, rng=5, corr_sample=None)
+    slow = null_model(W, summary, k=20, model=model, rng=5)
+    obs = summary(W)
+    assert fast["null_model"] == slow["null_model"] == model
+    assert fast["null_k"] == 20 and fast["null_corr_rows"] == 9 and fast["null_corr_cols"] == 13
+    for s in SUMMARY_STATS:
+        assert fast[f"{s}_null_observed"] == pytest.approx(obs[s], rel=1e-10, abs=1e-14), s
+        assert fast[f"{s}_null_mean"] == pytest.approx(slow[f"{s}_null_mean"], rel=1e-10,
+                                                       abs=1e-14), s
+        assert fast[f"{s}_null_sd"] == pytest.approx(slow[f"{s}_null_sd"], rel=1e-8,
+                                                     abs=1e-12), s
+        assert math.isnan(fast[f"{s}_z"]) == math.isnan(slow[f"{s}_z"]), s
+    kept = {"rows": "in", "columns": "out"}.get(model)
+    for s in SUMMARY_STATS:
+        if kept and s in (f"{kept}_strength_var", f"{kept}_strength_abs_var",
+                          f"corr_{kept}_n_constant"):
+            assert fast[f"{s}_null_sd"] == 0.0 and math.isnan(fast[f"{s}_z"]), s
+    assert fast["corr_in_n_constant_null_observed"] == 1.0  # the constant row
+
+
+def test_z_definition_and_degenerate_rule(W):
+    def stat(X):
+        return {"first_row_sum": float(X[0].sum()), "corner": float(X[0, 0]), "name": "fc",
+                "flag": True}
+
+    r = null_model(W, stat, k=50, model="rows", rng=0)
+    assert "name_z" not in r and "flag_z" not in r
+    assert r["first_row_sum_null_sd"] < 1e-6 and math.isnan(r["first_row_sum_z"])
+    obs, mean, sd = W[0, 0], r["corner_null_mean"], r["corner_null_sd"]
+    assert r["corner_z"] == pytest.approx((obs - mean) / sd)
+    assert r["corner_null_observed"] == pytest.approx(float(W[0, 0]))
+
+
+def test_sampled_correlation_uses_the_documented_sample():
+    W = np.random.default_rng(2).normal(size=(40, 30))
+    r = null_summary(W, k=10, model="matrix", rng=3, corr_sample=8)
+    assert (r["null_corr_rows"], r["null_corr_cols"]) == (8, 8)
+    sample = np.random.default_rng(3).spawn(2)[1]
+    rows = np.sort(sample.choice(40, size=8, replace=False))
+    cols = np.sort(sample.choice(30, size=8, replace=False))
+    for side, X in (("in", W[rows]), ("out", W[:, cols].T)):
+        ref = correlation_summary(X)
+        for key in ("mean_abs", "max_abs", "share_above", "mean_sq"):
+            assert r[f"corr_{side}_{key}_null_observed"] == pytest.approx(ref[key], rel=1e-12)
+        assert r[f"effective_n_{side}_null_observed"] == pytest.approx(ref["effective_n"])
+    assert r["in_strength_var_null_observed"] == pytest.approx(summary(W)["in_strength_var"])
+
+
+def test_deterministic_and_seed_dependent(W):
+    a = null_summary(W, k=10, rng=np.random.default_rng(4))
+    b = null_summary(W, k=10, rng=4)
+    c = null_summary(W, k=10, rng=5)
+    assert a == b or all(a[key] == b[key] or (a[key] != a[key] and b[key] != b[key]) for key in a)
+    assert a["corr_in_mean_abs_null_mean"] != c["corr_in_mean_abs_null_mean"]
+
+
+def test_one_feature_side_follows_layer_summary():
+    W = np.random.default_rng(0).normal(size=(5, 1))
+    r = null_summary(W, k=5, model="matrix", rng=0)
+    obs = summary(W)
+    for s in ("corr_in_mean_abs", "effective_n_in", "corr_in_n_constant"):
+        assert r[f"{s}_null_observed"] == obs[s]
+        assert math.isnan(r[f"{s}_z"])
+
+
+# -- statistics: iid layers give standard z-scores, low-rank layers do not -------------------
+
+# Continuous statistics (share_above and n_constant take few values on small layers).
+_CONTINUOUS = ("in_strength_var", "out_strength_var", "in_strength_abs_var",
+               "out_strength_abs_var", "corr_in_mean_abs", "corr_in_max_abs",
+               "corr_in_mean_sq", "effective_n_in", "corr_out_mean_abs", "corr_out_max_abs",
+               "corr_out_mean_sq", "effective_n_out")
+N_SEEDS, K = 400, 40
+
+
+@pytest.mark.parametrize("model, corr_sample", [("matrix", None), ("rows", None),
+                                                ("columns", None), ("rows", 8)])
+def test_z_of_gaussian_layers_is_standard(model, corr_sample):
+    """Over N_SEEDS iid Gaussian 12x16 layers the z of every statistic has mean 0 and SD ~1.
+
+    The observed layer and its K copies are exchangeable, so z is approximately a t variable
+    on K-1 degrees of freedom scaled by sqrt((K+1)/K): SD
+    ``sqrt((K+1)/K * (K-1)/(K-3)) = 1.039`` for K=40. Tolerances are 4 standard errors over
+    N_SEEDS independent layers: ``4 / sqrt(N_SEEDS) = 0.2`` for the mean and
+    ``4 * sqrt((kurtosis - 1) / (4 N_SEEDS))`` for the SD, about ``0.15`` for kurtosis <= 4
+    (the max |r| statistics are skewed, hence the allowance above the normal's 3).
+    """
+    z = {s: [] for s in _CONTINUOUS}
+    for seed in range(N_SEEDS):
+        W = np.random.default_rng(seed).normal(size=(12, 16))
+        r = null_summary(W, k=K, model=model, rng=seed + 10_000, corr_sample=corr_sample)
+        for s in _CONTINUOUS:
+            z[s].append(r[f"{s}_z"])
+    expected_sd = math.sqrt((K + 1) / K * (K - 1) / (K - 3))
+    mean_tol = 4.0 / math.sqrt(N_SEEDS)
+    sd_tol = 4.0 * math.sqrt(3.0 / (4 * N_SEEDS))
+    tested = 0
+    for s, values in z.items():
+        v = np.asarray(values)
+        if np.isnan(v).all():  # a statistic the model keeps
+            assert (model, s.split("_")[0]) in {("rows", "in"), ("columns", "out")}
+            continue
+        assert not np.isnan(v).any(), s
+        assert abs(v.mean()) < mean_tol, (s, v.mean())
+        assert abs(v.std(ddof=1) - expected_sd) < sd_tol, (s, v.std(ddof=1))
+        tested += 1
+    assert tested >= 10
+
+
+@pytest.mark.parametrize("model", NULL_MODELS)
+def test_low_rank_layer_has_large_correlation_z(model):
+    g = np.random.default_rng(0)
+    W = g.normal(size=(40, 2)) @ g.normal(size=(2, 50))
+    r = null_summary(W, k=30, model=model, rng=1)
+    for side in ("in", "out"):
+        assert r[f"corr_{side}_mean_abs_z"] > 10, side
+        assert r[f"corr_{side}_mean_sq_z"] > 10, side
+        assert r[f"effective_n_{side}_z"] < -10, side
+
+
+# -- validation -----------------------------------------------------------------------------
+
+def test_errors(W):
+    with pytest.raises(ValueError, match=r"model must be one of \('matrix', 'rows', 'columns'\), got 'cols'"):
+        null_summary(W, model="cols")
+    with pytest.raises(ValueError, match=r"k must be an integer >= 2 .* got 1"):
+        null_model(W, summary, k=1)
+    with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\], got 2"):
+        null_summary(W, threshold=2)
+    with pytest.raises(ValueError, match=r"corr_sample must be None or an integer >= 2, got 1"):
+        null_summary(W, corr_sample=1)
+    with pytest.raises(ValueError, match=r"model must be one of"):
+        shuffle_weights(W, model="all")
+    with pytest.raises(ShapeError, match=r"expected a non-empty 2-D weight matrix"):
+        null_summary(np.ones((2, 3, 4)))
+    with pytest.raises(NonFiniteError, match=r"holds 1 NaN or inf value\(s\)"):
+        null_model(np.array([[1.0, np.inf]]), summary)
+    with pytest.raises(ValueError, match=r"statistic returned no 'x' for shuffled copy 0"):
+        calls = iter(range(100))
+        null_model(W, lambda X: {"x": 1.0} if next(calls) == 0 else {}, k=2)
