@@ -19,8 +19,9 @@ from typing import Mapping
 import numpy as np
 
 from netinit._io import check_not_input
-from netinit.errors import CorruptFileError, FormatError, UnknownFormatError
-from netinit.formats.base import FLOAT_DTYPES, Checkpoint, Format, TensorInfo
+from netinit.errors import CorruptFileError, FormatError, NetinitError, UnknownFormatError
+from netinit.formats.base import FLOAT_DTYPES, Checkpoint, Format, TensorInfo, corrupt
+from netinit.formats.limits import Limits, current_limits, limits
 
 __all__ = [
     "Checkpoint",
@@ -33,6 +34,9 @@ __all__ = [
     "detect_format",
     "load_checkpoint",
     "save_checkpoint",
+    "Limits",
+    "current_limits",
+    "limits",
 ]
 
 _REGISTRY: dict[str, Format] = {}
@@ -175,10 +179,10 @@ def load_checkpoint(
             raise FormatError(f"{p}: {opt}= applies to {', '.join(takes)} checkpoints, not {fmt.name}")
     try:
         return fmt.open(p, **options)
-    except FormatError:
+    except NetinitError:
         raise
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise CorruptFileError(f"{p}: cannot read as {fmt.name} ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # any other failure on the file's bytes: one line that names the file
+        raise corrupt(p, f"cannot read as {fmt.name}", exc) from None
 
 
 def save_checkpoint(ckpt: Checkpoint, out: os.PathLike | str, replacements: Mapping[str, np.ndarray]) -> Path:
@@ -211,5 +215,10 @@ def save_checkpoint(ckpt: Checkpoint, out: os.PathLike | str, replacements: Mapp
 
         raise LayerError(f"{ckpt.path}: no tensor named {unknown[0]!r} to replace")
     fmt = get_format(ckpt.format)
-    fmt.save(ckpt, replacements, out_p)
+    try:
+        fmt.save(ckpt, replacements, out_p)
+    except (NetinitError, OSError):  # OSError: the output side (netinit._io names the output path)
+        raise
+    except Exception as exc:  # a damaged input found only while copying it (a bad CRC, ...)
+        raise corrupt(ckpt.path, f"cannot rewrite as {fmt.name}", exc) from None
     return out_p

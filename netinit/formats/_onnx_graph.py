@@ -64,7 +64,7 @@ def _attr(node: Any, name: str, default: Any) -> Any:
 
 
 def _node_label(node: Any) -> str:
-    return f"{node.op_type} node {node.name or node.output[0]!r}"
+    return f"{node.op_type} node {node.name or (node.output[0] if node.output else '(no output)')!r}"
 
 
 def _weight_slots(node: Any) -> list[tuple[int, str]]:

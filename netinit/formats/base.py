@@ -26,7 +26,8 @@ import numpy as np
 
 from netinit.errors import ShapeError
 
-__all__ = ["TensorInfo", "Checkpoint", "Format", "FLOAT_DTYPES", "ZIP_ERRORS", "numpy_dtype_name", "replacement", "zip_entries"]
+__all__ = ["TensorInfo", "Checkpoint", "Format", "FLOAT_DTYPES", "ZIP_ERRORS", "check_inflation", "checked_shape", "corrupt", "numel",
+           "numpy_dtype_name", "replacement", "zip_entries"]
 
 #: dtypes netinit analyses and rewires; every other dtype is reported as skipped.
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -136,7 +137,14 @@ class Checkpoint(abc.ABC):
             from netinit.errors import LayerError
 
             raise LayerError(f"{self.path}: no tensor named {name!r}")
-        return self._load(name)
+        from netinit.errors import NetinitError
+
+        try:
+            return self._load(name)
+        except NetinitError:
+            raise
+        except Exception as exc:  # whatever a damaged file makes a parser raise: one line naming it
+            raise corrupt(self.path, f"tensor {name!r} cannot be read", exc) from None
 
     def _name_set(self) -> set[str]:
         cache = self.__dict__.get("_names_cache")
@@ -227,3 +235,58 @@ class Format(abc.ABC):
         with atomic_path(out) as tmp:
             self.write(ckpt, replacements, tmp)
         return out
+
+
+def corrupt(path: Any, what: str, exc: BaseException) -> Exception:
+    """A :class:`CorruptFileError` for ``path``: ``what`` went wrong, with ``exc`` in one line."""
+    from netinit.errors import CorruptFileError
+
+    detail = " ".join(str(exc).split())[:200] or "no detail"
+    return CorruptFileError(f"{path}: {what} ({type(exc).__name__}: {detail})")
+
+
+def checked_shape(shape: Any, where: str) -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative Python ints, or a :class:`CorruptFileError`.
+
+    A reader calls it on every shape a file declares, before any size is computed from it:
+    booleans, floats, negative numbers and nested lists are refused, and sizes are multiplied in
+    Python integers (:func:`numel`), so no product wraps around as an ``int64`` would.
+    """
+    from netinit.errors import CorruptFileError
+
+    if not isinstance(shape, (list, tuple)) or len(shape) > 64:
+        raise CorruptFileError(f"{where}: shape {str(shape)[:60]} is not a list of at most 64 sizes")
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0 for d in shape):
+        raise CorruptFileError(f"{where}: shape {str(shape)[:60]} holds a size that is not a non-negative integer")
+    out = tuple(int(d) for d in shape)
+    if numel(tuple(d for d in out if d)) >= 2**62:  # numpy cannot make it, even empty
+        raise CorruptFileError(f"{where}: shape {str(out)[:60]} is too large for any array")
+    return out
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    """Number of elements of ``shape``, in Python integers (never wraps)."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def check_inflation(info: zipfile.ZipInfo, path: Path) -> None:
+    """Refuse a compressed zip member that would inflate beyond :mod:`netinit.formats.limits`.
+
+    A stored member's size is what the file holds; a compressed one may expand (deflate up to
+    about 1030 times): above ``inflation_floor`` bytes, at most ``max_inflation`` times its
+    compressed size.
+    """
+    from netinit.errors import CorruptFileError
+    from netinit.formats.limits import Limits, current_limits
+
+    lim = current_limits()
+    if info.compress_type == zipfile.ZIP_STORED:
+        return
+    if info.file_size > lim.inflation_floor and info.file_size > lim.max_inflation * max(info.compress_size, 1):
+        raise CorruptFileError(
+            f"{path}: member {info.filename!r} inflates from {info.compress_size} to {info.file_size} bytes, "
+            f"more than max_inflation={lim.max_inflation} times (raise it with "
+            f"{Limits.variable('max_inflation')}=N)")

@@ -59,7 +59,7 @@ import numpy as np
 
 from netinit.errors import CorruptFileError, DtypeError, FormatError
 from netinit.formats._layouts import AxisLayout
-from netinit.formats.base import Checkpoint, Format, TensorInfo, replacement
+from netinit.formats.base import Checkpoint, Format, TensorInfo, checked_shape, numel, replacement
 
 __all__ = ["FlaxFormat", "FlaxCheckpoint"]
 
@@ -215,20 +215,27 @@ class _Scanner:
             raise _Bad(q, "an array record's data is not binary")
         if inner.payload(p, nbytes) != stop:
             raise _Bad(p, "an array record's length does not match its data")
+        try:
+            shape = list(checked_shape(shape, "array record"))
+        except CorruptFileError as exc:
+            raise _Bad(p, str(exc)) from None
         itemsize = _itemsize(dtype)
-        numel = int(np.prod(shape, dtype=np.int64))
-        if itemsize is not None and numel * itemsize != nbytes:
+        if itemsize is not None and numel(shape) * itemsize != nbytes:
             raise _Bad(p, f"an array of shape {tuple(shape)} and dtype {dtype} holds {nbytes} bytes")
         return _Array(code, tuple(shape), dtype, ((p, nbytes),))
 
 
+#: dtype names netinit reads from a Flax file; any other name (``"V9"``, ``"(1000,)f4"``, ``","``) is a
+#: dtype it cannot load, and is never handed to ``np.dtype``, whose parser accepts structured
+#: and sub-array specifications (and raises ``SyntaxError`` on some strings)
+_ITEMSIZES = {
+    "float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8": 1, "int16": 2, "int32": 4, "int64": 8,
+    "uint8": 1, "uint16": 2, "uint32": 4, "uint64": 8, "bool": 1, "complex64": 8, "complex128": 16,
+}
+
+
 def _itemsize(dtype: str) -> int | None:
-    if dtype == "bfloat16":
-        return 2
-    try:
-        return np.dtype(dtype).itemsize
-    except TypeError:
-        return None
+    return _ITEMSIZES.get(dtype)
 
 
 def _np_dtype(dtype: str) -> np.dtype:
@@ -250,7 +257,8 @@ def _unchunk(d: dict, where: str) -> _Array:
         raise CorruptFileError(f"{where}: a chunked array record is malformed")
     pieces = tuple(p for c in chunks for p in c.pieces)
     itemsize = _itemsize(chunks[0].dtype)
-    if itemsize is not None and sum(n for _, n in pieces) != int(np.prod(shape, dtype=np.int64)) * itemsize:
+    shape = checked_shape(shape, f"{where}: a chunked array record")
+    if itemsize is not None and sum(n for _, n in pieces) != numel(shape) * itemsize:
         raise CorruptFileError(f"{where}: a chunked array's chunks do not fill its shape {shape}")
     return _Array(_EXT_NDARRAY, shape, chunks[0].dtype, pieces)
 

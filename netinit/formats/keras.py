@@ -76,16 +76,18 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from netinit._io import output_of, temp_beside
 from netinit.errors import CorruptFileError, FormatError, NetinitError
+from netinit.formats._bounded import bounded_call
 from netinit.formats._keras_vars import (
-    KerasVar,
     as_text,
     import_h5py,
     keras3_variables,
     legacy_variables,
     variable_table,
 )
-from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, replacement, zip_entries
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, check_inflation, corrupt, replacement, zip_entries
+from netinit.formats.limits import Limits, current_limits
 
 __all__ = ["KerasFormat", "KerasCheckpoint"]
 
@@ -138,8 +140,83 @@ def _member_start(path: Path, info: zipfile.ZipInfo) -> int:
     return info.header_offset + 30 + name_len + extra_len
 
 
+def _h5_source(spec: tuple) -> Any:
+    """What ``h5py.File`` opens for a source spec: ``("file", path)`` or ``("window", path, start, size)``."""
+    return spec[1] if spec[0] == "file" else _Window(Path(spec[1]), spec[2], spec[3])
+
+
+def _walk(spec: tuple, path: Path, config: Any, archive: bool, head: bytes) -> tuple:
+    """Open the HDF5 file of ``spec`` and list its variables: ``(variables, unmapped, metadata, container)``.
+
+    Run by :func:`netinit.formats._bounded.bounded_call`: this is every HDF5 call that decodes
+    attributes, names and group structure (where a damaged file can make HDF5 loop), plus the
+    dataset metadata the reader needs later, and a full read of every chunked dataset (its
+    B-tree is the other structure HDF5 walks); a contiguous dataset is read later by offset.
+    """
+    h5py = import_h5py(path)
+    source = _h5_source(spec)
+    try:
+        h5 = h5py.File(source, "r")
+    except OSError as exc:
+        if archive:
+            what = f"{_WEIGHTS} in the .keras archive is truncated or corrupt"
+        elif head.startswith(_HDF5_MAGIC):
+            what = "truncated or corrupt HDF5 file"
+        else:
+            what = "neither a .keras archive (zip) nor an HDF5 file"
+        raise CorruptFileError(f"{path}: {what} ({' '.join(str(exc).split())[:160]})") from None
+    try:
+        found, unmapped, metadata, container = _read_vars(h5, path, config)
+        for v in found.values():
+            ds = h5[v.dataset]
+            if ds.chunks is not None or ds.id.get_offset() is None:
+                ds[()]
+        return found, unmapped, metadata, container
+    except NetinitError:
+        raise
+    except Exception as exc:  # h5py on a damaged file: OSError, RuntimeError, KeyError, TypeError ...
+        raise corrupt(path, "corrupt HDF5 structure", exc) from None
+    finally:
+        h5.close()
+        if isinstance(source, _Window):
+            source.close()
+
+
+def _read_vars(h5: Any, path: Path, config: Any) -> tuple:
+    metadata: dict[str, str] | None = None
+    container = None
+    legacy_root = h5 if "layer_names" in h5.attrs or "layer_names0" in h5.attrs else None
+    mw = h5.get("model_weights")
+    if legacy_root is None and mw is not None and ("layer_names" in mw.attrs or "layer_names0" in mw.attrs):
+        legacy_root = mw
+        container = "model_weights"
+    if legacy_root is not None:
+        metadata = {k: as_text(h5.attrs[k]) for k in ("keras_version", "backend") if k in h5.attrs} or \
+            {k: as_text(legacy_root.attrs[k]) for k in ("keras_version", "backend") if k in legacy_root.attrs}
+        if config is None and "model_config" in h5.attrs:
+            try:
+                config = json.loads(as_text(h5.attrs["model_config"]))
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise CorruptFileError(f"{path}: corrupt model_config attribute ({exc})") from None
+        found = legacy_variables(legacy_root, path, config)
+    elif "vars" in h5 or "layers" in h5 or "_layer_checkpoint_dependencies" in h5:
+        found = keras3_variables(h5, path, config)
+    else:
+        raise FormatError(f"{path}: an HDF5 file that is not a Keras model or weights file (no "
+                          f"'layers' or 'vars' groups, no 'layer_names' attribute)")
+    result, unmapped = variable_table(h5, found)
+    return result, unmapped, metadata, container
+
+
 class KerasCheckpoint(Checkpoint):
-    """Lazy view of a Keras file (see the module docstring for names and layouts)."""
+    """Lazy view of a Keras file (see the module docstring for names and layouts).
+
+    The HDF5 structure is walked once, in a child process stopped after ``h5_timeout`` seconds
+    (:mod:`netinit.formats.limits`): HDF5 can loop forever on a damaged file (a global-heap
+    object whose size was changed), in C code that nothing else can interrupt. Checking the
+    structure first instead would need a second HDF5 parser, and would cover only the loops
+    already known. The reader's own handle then reads only datasets, by the paths the walk found.
+    """
 
     def __init__(self, path: Path) -> None:
         super().__init__(path=path, format="keras")
@@ -154,26 +231,25 @@ class KerasCheckpoint(Checkpoint):
         try:
             if is_zip:
                 self.archive = True
-                config, source = self._open_archive(path)
+                config, spec = self._open_archive(path)
             else:
-                source = str(path)
+                spec = ("file", str(path))
+            lim = current_limits()
+            self._vars, self.unmapped, metadata, container = bounded_call(
+                lambda: _walk(spec, path, config, self.archive, head), path, timeout=lim.h5_timeout,
+                what="reading the HDF5 structure", variable=Limits.variable("h5_timeout"))
+            if metadata is not None:
+                self.metadata = metadata
+            if container is not None:
+                self.container = container
+            source = _h5_source(spec)
+            if isinstance(source, _Window):
+                self._handles.append(source)
             try:
                 self._h5 = h5py.File(source, "r")
             except OSError as exc:
-                if self.archive:
-                    what = f"{_WEIGHTS} in the .keras archive is truncated or corrupt"
-                elif head.startswith(_HDF5_MAGIC):
-                    what = "truncated or corrupt HDF5 file"
-                else:
-                    what = "neither a .keras archive (zip) nor an HDF5 file"
-                raise CorruptFileError(f"{path}: {what} ({exc})") from None
+                raise corrupt(path, "truncated or corrupt HDF5 file", exc) from None
             self._handles.append(self._h5)
-            try:
-                self._vars = self._read_vars(config)
-            except NetinitError:
-                raise
-            except (RuntimeError, OSError, KeyError, ValueError) as exc:  # h5py on a damaged file
-                raise CorruptFileError(f"{path}: corrupt HDF5 structure ({type(exc).__name__}: {exc})") from None
             if not self._vars:
                 what = f"its {_WEIGHTS}" if self.archive else "the HDF5 file"
                 raise FormatError(f"{path}: {what} holds no weights (a model saved before it was built?)")
@@ -184,7 +260,7 @@ class KerasCheckpoint(Checkpoint):
 
     # -- opening -------------------------------------------------------------------------------
 
-    def _open_archive(self, path: Path) -> tuple[Any, Any]:
+    def _open_archive(self, path: Path) -> tuple[Any, tuple]:
         try:
             z = zipfile.ZipFile(path)
             names = z.namelist()
@@ -196,6 +272,8 @@ class KerasCheckpoint(Checkpoint):
                     if "model.weights.npz" in names else f"only {', '.join(names) or 'nothing'}"
                 raise FormatError(f"{path}: the .keras archive holds no weights ({_WEIGHTS} missing; it holds "
                                   f"{other})")
+            for info in z.infolist():
+                check_inflation(info, path)
             config = None
             try:
                 if "config.json" in names:
@@ -204,50 +282,22 @@ class KerasCheckpoint(Checkpoint):
                     meta = json.loads(z.read("metadata.json"))
                     if isinstance(meta, dict):
                         self.metadata = {k: as_text(v) for k, v in meta.items()}
-            except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except ZIP_ERRORS + (RecursionError,) as exc:  # JSONDecodeError is a ValueError
                 raise CorruptFileError(f"{path}: corrupt config.json or metadata.json in the .keras archive "
-                                       f"({exc})") from None
+                                       f"({type(exc).__name__}: {str(exc)[:160]})") from None
             info = z.getinfo(_WEIGHTS)
             self.container = _WEIGHTS
             if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 1:
-                source: Any = _Window(path, _member_start(path, info), info.file_size)
-            else:
-                fd, self._tmp = tempfile.mkstemp(prefix="netinit-keras-", suffix=".h5")
-                weakref.finalize(self, Path(self._tmp).unlink, missing_ok=True)
-                try:
-                    with os.fdopen(fd, "wb") as out, z.open(info) as src:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                    raise CorruptFileError(f"{path}: {_WEIGHTS} in the archive is truncated or corrupt "
-                                           f"({exc})") from None
-                source = self._tmp
-        if isinstance(source, _Window):
-            self._handles.append(source)
-        return config, source
-
-    def _read_vars(self, config: Any) -> dict[str, KerasVar]:
-        h5 = self._h5
-        legacy_root = h5 if "layer_names" in h5.attrs or "layer_names0" in h5.attrs else None
-        mw = h5.get("model_weights")
-        if legacy_root is None and mw is not None and ("layer_names" in mw.attrs or "layer_names0" in mw.attrs):
-            legacy_root = mw
-            self.container = "model_weights"
-        if legacy_root is not None:
-            self.metadata = {k: as_text(h5.attrs[k]) for k in ("keras_version", "backend") if k in h5.attrs} or \
-                {k: as_text(legacy_root.attrs[k]) for k in ("keras_version", "backend") if k in legacy_root.attrs}
-            if config is None and "model_config" in h5.attrs:
-                try:
-                    config = json.loads(as_text(h5.attrs["model_config"]))
-                except json.JSONDecodeError as exc:
-                    raise CorruptFileError(f"{self.path}: corrupt model_config attribute ({exc})") from None
-            found = legacy_variables(legacy_root, self.path, config)
-        elif "vars" in h5 or "layers" in h5 or "_layer_checkpoint_dependencies" in h5:
-            found = keras3_variables(h5, self.path, config)
-        else:
-            raise FormatError(f"{self.path}: an HDF5 file that is not a Keras model or weights file (no "
-                              f"'layers' or 'vars' groups, no 'layer_names' attribute)")
-        result, self.unmapped = variable_table(h5, found)
-        return result
+                return config, ("window", str(path), _member_start(path, info), info.file_size)
+            fd, self._tmp = tempfile.mkstemp(prefix="netinit-keras-", suffix=".h5")
+            weakref.finalize(self, Path(self._tmp).unlink, missing_ok=True)
+            try:
+                with os.fdopen(fd, "wb") as out, z.open(info) as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            except ZIP_ERRORS as exc:  # bad deflate stream, unsupported compression, encryption, CRC
+                raise CorruptFileError(f"{path}: {_WEIGHTS} in the archive is truncated or corrupt "
+                                       f"({type(exc).__name__}: {str(exc)[:160]})") from None
+            return config, ("file", self._tmp)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -384,9 +434,9 @@ def _write_archive(ckpt: KerasCheckpoint, values: Mapping[str, np.ndarray], out:
                 with src.open(info) as r, dst.open(_clone(info), "w", force_zip64=big) as w:
                     shutil.copyfileobj(r, w, 1 << 20)
                 continue
-            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".h5", dir=out.parent)
+            tmp = temp_beside(output_of(out))  # removed by the next write of the output if killed
             try:
-                with os.fdopen(fd, "wb") as w, src.open(info) as r:
+                with open(tmp, "wb") as w, src.open(info) as r:
                     shutil.copyfileobj(r, w, 1 << 20)
                 _patch_h5(ckpt, values, Path(tmp))
                 with open(tmp, "rb") as r, dst.open(_clone(info), "w", force_zip64=big) as w:

@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from netinit.errors import CorruptFileError, NetinitError, UnsafeCheckpointError
-from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, replacement, zip_entries
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, check_inflation, checked_shape, numel, replacement, zip_entries
 
 __all__ = ["NpzFormat", "NpzCheckpoint"]
 
@@ -39,20 +39,33 @@ class NpzCheckpoint(Checkpoint):
         for m in members:
             name = m[: -len(".npy")]
             try:
+                info = self._zip.getinfo(m)
                 with self._zip.open(m) as f:
                     version = np.lib.format.read_magic(f)
                     if version == (1, 0):
-                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version in ((2, 0), (3, 0)):
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
                     else:
-                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            except ZIP_ERRORS + (SyntaxError, tokenize.TokenError) as exc:  # a damaged header: tokenize
-                raise CorruptFileError(f"{path}: member {m!r} is corrupt ({exc})") from None
+                        raise ValueError(f"unknown .npy format version {version}")
+                    header_end = f.tell()
+            except ZIP_ERRORS + (SyntaxError, tokenize.TokenError, TypeError) as exc:  # damaged header: tokenize
+                raise CorruptFileError(f"{path}: member {m!r} is corrupt ({type(exc).__name__}: "
+                                       f"{str(exc)[:120]})") from None
             if dtype.hasobject:
                 raise UnsafeCheckpointError(
                     f"{path}: member {name!r} is a pickled object array; netinit loads numeric "
                     f"arrays only (save with np.savez(path, **{{name: array}}) of numeric arrays)"
                 )
-            self._infos[name] = TensorInfo(name, tuple(int(d) for d in shape), dtype.name)
+            shape = checked_shape(shape, f"{path}: member {m!r}")
+            # the member must hold exactly the bytes its header declares, so a load allocates no
+            # more than the member's size, itself bounded by its compressed size (check_inflation)
+            if header_end + numel(shape) * dtype.itemsize != info.file_size:
+                raise CorruptFileError(
+                    f"{path}: member {m!r} is corrupt (its header declares shape {shape} of {dtype}, "
+                    f"{numel(shape) * dtype.itemsize} bytes, and the member holds {info.file_size - header_end})")
+            check_inflation(info, path)
+            self._infos[name] = TensorInfo(name, shape, dtype.name)
 
     def names(self) -> list[str]:
         return list(self._infos)

@@ -66,7 +66,7 @@ import numpy as np
 
 from netinit.errors import CorruptFileError, DtypeError, FormatError
 from netinit.formats._onnx_graph import RNN_GATES, Entry, entries_for, find_roles, stored_tensors
-from netinit.formats.base import FLOAT_DTYPES, Checkpoint, Format, TensorInfo, replacement
+from netinit.formats.base import FLOAT_DTYPES, Checkpoint, Format, TensorInfo, checked_shape, numel, replacement
 from netinit.formats.safetensors import bf16_bits_to_float32, float32_to_bf16_bits
 
 __all__ = ["OnnxFormat", "OnnxCheckpoint", "RNN_GATES"]
@@ -182,8 +182,15 @@ class OnnxCheckpoint(Checkpoint):
         target = (self._base / loc).resolve()
         if os.path.isabs(loc) or self._base.resolve() not in target.parents:
             raise FormatError(f"{self.path}: tensor {proto.name!r} points outside the model's folder ({loc!r})")
-        length = int(info["length"]) if "length" in info else None
-        return target, int(info.get("offset", 0)), length
+        try:
+            length = int(info["length"]) if "length" in info else None
+            offset = int(info.get("offset", 0))
+        except ValueError:
+            length = offset = -1
+        if offset < 0 or (length is not None and length < 0):
+            raise CorruptFileError(f"{self.path}: tensor {proto.name!r} has external data at offset "
+                                   f"{info.get('offset')!r} of length {info.get('length')!r}, not byte counts")
+        return target, offset, length
 
     def _is_external(self, proto: Any) -> bool:
         import onnx
@@ -191,10 +198,21 @@ class OnnxCheckpoint(Checkpoint):
         return proto.data_location == onnx.TensorProto.EXTERNAL
 
     def _check_stored(self, proto: Any) -> None:
+        """Refuse a tensor whose dims, data or external data do not hold exactly its values."""
+        from onnx.helper import tensor_dtype_to_field
+
+        where = f"{self.path}: tensor {proto.name!r}"
+        shape = checked_shape(list(proto.dims), where)
         _, np_dtype = self._dtype(proto)
         if np_dtype is None:
             return
-        nbytes = int(np.prod(proto.dims, dtype=np.int64)) * np.dtype(np_dtype).itemsize
+        nbytes = numel(shape) * np.dtype(np_dtype).itemsize
+        if not self._is_external(proto) and not proto.HasField("raw_data"):
+            field = tensor_dtype_to_field(proto.data_type)
+            count = len(getattr(proto, field))
+            if count != numel(shape):  # also an initializer with no data at all
+                raise CorruptFileError(f"{where} of shape {shape} holds {count} values in {field}")
+            return
         if self._is_external(proto):
             target, offset, length = self._external(proto)
             if not target.is_file():
@@ -233,7 +251,7 @@ class OnnxCheckpoint(Checkpoint):
         shape = tuple(int(d) for d in proto.dims)
         if np_dtype is None:
             raise DtypeError(f"{self.path}: tensor {source!r} of ONNX type {dtype} is not supported")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(np_dtype).itemsize
+        nbytes = numel(shape) * np.dtype(np_dtype).itemsize
         if self._is_external(proto):
             target, offset, _ = self._external(proto)
             with open(target, "rb") as f:

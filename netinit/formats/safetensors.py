@@ -20,10 +20,10 @@ from typing import Mapping
 
 import numpy as np
 
-from netinit.formats import _layouts
-
 from netinit.errors import CorruptFileError, DtypeError, ShapeError
-from netinit.formats.base import Checkpoint, Format, TensorInfo
+from netinit.formats import _layouts
+from netinit.formats.base import Checkpoint, Format, TensorInfo, checked_shape, numel
+from netinit.formats.limits import Limits, current_limits
 
 __all__ = ["SafetensorsFormat", "SafetensorsCheckpoint", "bf16_bits_to_float32", "float32_to_bf16_bits",
            "write_copy"]
@@ -35,7 +35,7 @@ _DTYPES = {
     "U32": ("uint32", "<u4"), "U16": ("uint16", "<u2"), "U8": ("uint8", "u1"), "BOOL": ("bool", "?"),
     "F8_E4M3": ("float8_e4m3fn", "u1"), "F8_E5M2": ("float8_e5m2", "u1"),
 }
-_MAX_HEADER = 100 * 1024 * 1024
+_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit; what a reader accepts: netinit.formats.limits
 
 
 def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
@@ -53,43 +53,93 @@ def float32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
     return out
 
 
+class _TooMany(Exception):
+    """The header holds more entries than ``max_tensors`` (raised from inside the JSON parser)."""
+
+
 def _parse_header(path: Path) -> tuple[dict, int]:
+    """The header of the file at ``path``, checked in full, and where its data section starts.
+
+    Every entry is checked before any tensor is read: its dtype is known, its shape holds
+    non-negative integers, its ``data_offsets`` are two integers ``0 <= start <= stop`` within the
+    data section whose difference is the shape's size in bytes, and no two tensors' byte ranges
+    overlap (the format forbids it, and a rewrite of one would change the other). The header is
+    at most ``max_header_bytes`` and ``max_tensors`` entries (:mod:`netinit.formats.limits`); the
+    JSON parser stops as soon as it has seen more entries, so memory stays bounded by the limit.
+    """
+    lim = current_limits()
     size = path.stat().st_size
     with open(path, "rb") as f:
         raw = f.read(8)
         if len(raw) < 8:
             raise CorruptFileError(f"{path}: truncated safetensors file ({size} bytes, no header)")
         (n,) = struct.unpack("<Q", raw)
-        if n == 0 or n > _MAX_HEADER or 8 + n > size:
+        if n == 0 or 8 + n > size:
             raise CorruptFileError(
                 f"{path}: corrupt or truncated safetensors file (header of {n} bytes, file of {size})"
             )
+        if n > lim.max_header_bytes:
+            raise CorruptFileError(
+                f"{path}: safetensors header of {n} bytes is over max_header_bytes={lim.max_header_bytes} "
+                f"(raise it with {Limits.variable('max_header_bytes')}=N)")
         text = f.read(n)
+    objects = 0
+
+    def count(pairs: list) -> dict:
+        nonlocal objects
+        objects += 1
+        if objects > lim.max_tensors + 2:  # each entry is one object; __metadata__ and the header two more
+            raise _TooMany
+        return dict(pairs)
+
     try:
-        header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(f"{path}: corrupt safetensors header ({exc})") from None
+        header = json.loads(text.decode("utf-8"), object_pairs_hook=count)
+    except _TooMany:
+        raise CorruptFileError(
+            f"{path}: safetensors header holds more than max_tensors={lim.max_tensors} entries "
+            f"(raise it with {Limits.variable('max_tensors')}=N)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CorruptFileError(f"{path}: corrupt safetensors header ({type(exc).__name__}: "
+                               f"{str(exc)[:120]})") from None
     if not isinstance(header, dict):
         raise CorruptFileError(f"{path}: corrupt safetensors header (not a JSON object)")
+    meta = header.get("__metadata__")
+    if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise CorruptFileError(f"{path}: corrupt safetensors header (__metadata__ is not a map of strings)")
     data_len = size - 8 - n
+    ranges = []
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        try:
-            dtype, shape, (start, stop) = entry["dtype"], entry["shape"], entry["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise CorruptFileError(f"{path}: corrupt safetensors entry for tensor {name!r}") from None
-        if dtype not in _DTYPES:
-            raise CorruptFileError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
+        where = f"{path}: tensor {name!r}"
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
+            raise CorruptFileError(f"{path}: corrupt safetensors entry for tensor {name!r}")
+        dtype, offsets = entry["dtype"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
+            raise CorruptFileError(f"{where} has unknown dtype {str(dtype)[:40]!r}")
+        shape = checked_shape(entry["shape"], where)
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+            raise CorruptFileError(f"{where} has data_offsets {str(offsets)[:60]}, not two integers")
+        start, stop = offsets
         itemsize = np.dtype(_DTYPES[dtype][1]).itemsize
-        numel = int(np.prod(shape, dtype=np.int64))
-        if not (0 <= start <= stop) or stop - start != numel * itemsize:
-            raise CorruptFileError(f"{path}: tensor {name!r} has inconsistent data offsets")
+        if not (0 <= start <= stop) or stop - start != numel(shape) * itemsize:
+            raise CorruptFileError(f"{where} has inconsistent data offsets")
         if stop > data_len:
             raise CorruptFileError(
                 f"{path}: truncated safetensors file (tensor {name!r} ends at byte {stop} "
                 f"of a data section of {data_len})"
             )
+        entry["shape"] = list(shape)
+        if stop > start:  # an empty tensor overlaps nothing
+            ranges.append((start, stop, name))
+    ranges.sort()
+    end, last = 0, ""
+    for start, stop, name in ranges:
+        if start < end:
+            raise CorruptFileError(f"{path}: tensors {last!r} and {name!r} share bytes (data offsets overlap "
+                                   f"at {start}); the safetensors format forbids overlapping tensors")
+        end, last = stop, name
     return header, 8 + n
 
 

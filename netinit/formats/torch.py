@@ -38,7 +38,7 @@ import numpy as np
 
 from netinit.errors import CorruptFileError, FormatError, UnsafeCheckpointError
 from netinit.formats import _layouts
-from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, numpy_dtype_name, replacement, zip_entries
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, check_inflation, numpy_dtype_name, replacement, zip_entries
 from netinit.formats.torchscript import is_torchscript_archive
 
 __all__ = ["TorchFormat", "TorchCheckpoint", "CONTAINER_KEYS"]
@@ -167,16 +167,19 @@ def _misleads_torch(path: Path) -> bool:
     return any(str(path).endswith(s) for s in _TORCH_DISPATCH_SUFFIXES)
 
 
-def _torch_load(path: Path) -> Any:
+def _torch_load(path: Path, *, mappable: bool = True) -> Any:
     """``torch.load(weights_only=True)`` of the PyTorch file at ``path``, whatever its name.
 
-    Memory-mapped when the file allows it (zip serialization, a name torch does not dispatch
-    on); a legacy (pre-1.6) file is read whole. A file whose name would make ``torch.load`` read
-    it as another format (:func:`_misleads_torch`) is passed as an open file object, which
-    ``torch.load`` cannot memory-map, so it is read whole as well.
+    Memory-mapped when the file allows it (zip serialization with every member stored, a name
+    torch does not dispatch on); a legacy (pre-1.6) file is read whole. A zip whose members are
+    compressed (``mappable=False``) is read whole too, through decompression: ``torch.load(mmap=True)``
+    would map a deflated record's compressed bytes as the tensor and return them as weights. A
+    file whose name would make ``torch.load`` read it as another format (:func:`_misleads_torch`)
+    is passed as an open file object, which ``torch.load`` cannot memory-map, so it is read whole
+    as well.
     """
     torch = _torch()
-    if _misleads_torch(path):
+    if _misleads_torch(path) or not mappable:
         with open(path, "rb") as f:
             return torch.load(f, map_location="cpu", weights_only=True)
     try:
@@ -220,9 +223,13 @@ class TorchCheckpoint(Checkpoint):
             try:
                 with zipfile.ZipFile(path) as z:
                     entries = z.namelist()
+                    members = z.infolist()
             except ZIP_ERRORS as exc:
                 raise CorruptFileError(f"{path}: truncated or corrupt PyTorch checkpoint (a zip archive that "
                                        f"cannot be read: {type(exc).__name__}: {_first_line(str(exc))})") from None
+            for info in members:
+                check_inflation(info, path)
+            mappable = all(i.compress_type == zipfile.ZIP_STORED for i in members)
         if not is_zip and head.startswith(b"PK"):
             raise CorruptFileError(f"{path}: truncated or corrupt PyTorch checkpoint (a zip archive whose "
                                    f"directory cannot be read)")
@@ -237,7 +244,7 @@ class TorchCheckpoint(Checkpoint):
                 f"automatically when no format is forced)"
             )
         try:
-            obj = _torch_load(path)
+            obj = _torch_load(path, mappable=not is_zip or mappable)
         except Exception as exc:  # every torch.load failure becomes one clear FormatError
             raise _translate_error(exc, path) from None
         weights, container = _find_container(obj, path, key)
@@ -335,8 +342,12 @@ class TorchFormat(Format):
         assert isinstance(ckpt, TorchCheckpoint)
         with ckpt.path.open("rb") as f:
             legacy = f.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC
-        _torch().save(ckpt.replaced_object(replacements), out,
-                      _use_new_zipfile_serialization=not legacy)
+        # through a file object: torch.save names a zip archive's inner folder after a path's
+        # file name (here a random temporary name), after nothing for a file object ("archive/"),
+        # so the same input, replacements and seed give the same bytes
+        obj = ckpt.replaced_object(replacements)
+        with open(out, "wb") as f:
+            _torch().save(obj, f, _use_new_zipfile_serialization=not legacy)
 
 
 FORMAT = TorchFormat()

@@ -44,7 +44,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from netinit.errors import CorruptFileError, FormatError, UnsafeCheckpointError
-from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, replacement, zip_entries
+from netinit.formats.base import ZIP_ERRORS, Checkpoint, Format, TensorInfo, check_inflation, numel, replacement, zip_entries
+from netinit.formats.limits import Limits, current_limits
 from netinit.formats.safetensors import bf16_bits_to_float32, float32_to_bf16_bits
 
 __all__ = ["TorchScriptFormat", "TorchScriptCheckpoint", "is_torchscript_archive"]
@@ -192,6 +193,55 @@ def _span(ref: _TensorRef) -> int:
     return 1 + sum((n - 1) * st for n, st in zip(ref.size, ref.stride))
 
 
+def _misfit(ref: _TensorRef, storage_numel: int) -> str | None:
+    """Why the tensor ``ref`` does not lie inside a storage of ``storage_numel`` elements, or ``None``.
+
+    Offset, sizes and strides must be non-negative (a negative offset would count from the end
+    of the storage, a negative stride walk before it), there must be one stride per size, and the
+    last element reached must be inside the storage. A tensor may repeat storage elements (stride
+    0, an expanded tensor) but not have more than ``max_inflation`` times its storage's elements
+    beyond ``inflation_floor`` bytes (:mod:`netinit.formats.limits`).
+    """
+    if ref.offset < 0 or any(n < 0 for n in ref.size) or any(st < 0 for st in ref.stride):
+        return f"a negative offset, size or stride (offset {ref.offset}, size {ref.size}, stride {ref.stride})"
+    if len(ref.size) != len(ref.stride) or len(ref.size) > 64:
+        return f"size {ref.size} and stride {ref.stride} of different lengths"
+    if ref.offset + _span(ref) > storage_numel:
+        return (f"offset {ref.offset}, size {ref.size} and stride {ref.stride} reach past the "
+                f"{storage_numel} elements of its storage")
+    lim = current_limits()
+    nbytes = numel(ref.size) * np.dtype(ref.storage.type.np_dtype).itemsize
+    if nbytes > lim.inflation_floor and numel(ref.size) > lim.max_inflation * max(storage_numel, 1):
+        return (f"size {ref.size} repeats its storage of {storage_numel} elements more than max_inflation="
+                f"{lim.max_inflation} times (raise it with {Limits.variable('max_inflation')}=N)")
+    return None
+
+
+def _check_memo(data: bytes, where: str) -> None:
+    """Refuse a pickle whose memo indexes exceed its length, before :mod:`pickle` allocates a memo.
+
+    A pickler numbers memo entries from 0, one per ``PUT``/``MEMOIZE``, so an index is always
+    below the number of opcodes; the C unpickler grows its memo table to the largest index it is
+    given (a 5-byte ``LONG_BINPUT`` of 2**32 - 1 asks for 32 GiB). Opcodes are listed by
+    :func:`pickletools.genops`, which also refuses truncated arguments and unknown opcodes.
+    """
+    import pickletools
+
+    memo_ops = {"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"}
+    bad = None
+    try:
+        for op, arg, pos in pickletools.genops(data):
+            if op.name in memo_ops and not (isinstance(arg, int) and 0 <= arg < len(data)):
+                bad = f"{op.name} memo index {arg} at byte {pos} of a {len(data)}-byte pickle"
+                break
+            if op.name == "STOP":
+                break
+    except ValueError as exc:
+        bad = " ".join(str(exc).split())[:160]
+    if bad is not None:
+        raise CorruptFileError(f"{where}: corrupt data.pkl in TorchScript archive ({bad})")
+
+
 class TorchScriptCheckpoint(Checkpoint):
     """The tensors of a TorchScript archive, read lazily from its storage records."""
 
@@ -204,6 +254,8 @@ class TorchScriptCheckpoint(Checkpoint):
                 if pkl is None or not is_torchscript_archive(list(infos)):
                     raise CorruptFileError(f"{path}: not a TorchScript archive (no data.pkl with code/)")
                 prefix = pkl[: -len("data.pkl")]
+                for info in infos.values():
+                    check_inflation(info, path)
                 data = z.read(pkl)
                 byteorder = z.read(prefix + "byteorder").decode().strip() if prefix + "byteorder" in infos else "little"
                 version = z.read(prefix + "version").decode().strip() if prefix + "version" in infos else ""
@@ -214,6 +266,7 @@ class TorchScriptCheckpoint(Checkpoint):
         if byteorder != "little":
             raise FormatError(f"{path}: TorchScript archive of byte order {byteorder!r}; netinit reads 'little'")
         refs: dict[str, _TensorRef] = {}
+        _check_memo(data, where)
         try:
             root = _Unpickler(data, where).load()
             _flatten(root, (), refs, set())
@@ -227,9 +280,13 @@ class TorchScriptCheckpoint(Checkpoint):
             if record not in infos:
                 raise CorruptFileError(f"{path}: tensor {name!r} needs storage record {record!r}, missing")
             itemsize = np.dtype(ref.storage.type.np_dtype).itemsize
-            if infos[record].file_size != ref.storage.numel * itemsize or \
-                    ref.offset + _span(ref) > ref.storage.numel or min(ref.stride, default=0) < 0:
-                raise CorruptFileError(f"{path}: tensor {name!r} does not fit its storage record {record!r}")
+            if ref.storage.numel < 0 or infos[record].file_size != ref.storage.numel * itemsize:
+                raise CorruptFileError(f"{path}: tensor {name!r} has a storage of {ref.storage.numel} elements "
+                                       f"and its record {record!r} holds {infos[record].file_size} bytes")
+            why = _misfit(ref, ref.storage.numel)
+            if why is not None:
+                raise CorruptFileError(f"{path}: tensor {name!r} does not fit its storage record {record!r} "
+                                       f"({why})")
         meta = {"archive": prefix.rstrip("/"), "module": getattr(root, "qualname", type(root).__name__)}
         if version:
             meta["version"] = version
@@ -255,11 +312,18 @@ class TorchScriptCheckpoint(Checkpoint):
             raise CorruptFileError(f"{self.path}: cannot read storage {ref.storage.key!r} ({exc})") from None
         return np.frombuffer(raw, dtype=ref.storage.type.np_dtype)
 
-    @staticmethod
-    def _view(storage: np.ndarray, ref: _TensorRef) -> np.ndarray:
+    def _view(self, storage: np.ndarray, ref: _TensorRef, *, writeable: bool = False) -> np.ndarray:
+        """The tensor ``ref`` as a strided view of ``storage``, its bounds checked again here, at
+        the one place that makes a view (reader and writer alike): never a byte outside it."""
+        why = _misfit(ref, storage.size)
+        if why is not None:
+            raise CorruptFileError(f"{self.path}: storage {ref.storage.key!r} does not hold its tensor ({why})")
+        if _span(ref) == 0:
+            return np.zeros(ref.size, dtype=storage.dtype)
         item = storage.itemsize
         return np.lib.stride_tricks.as_strided(
-            storage[ref.offset:], shape=ref.size, strides=tuple(s * item for s in ref.stride))
+            storage[ref.offset:], shape=ref.size, strides=tuple(s * item for s in ref.stride),
+            writeable=writeable)
 
     def _load(self, name: str) -> np.ndarray:
         ref = self._refs[name]
@@ -281,9 +345,7 @@ class TorchScriptCheckpoint(Checkpoint):
                 value = replacement(f"{self.path}: tensor {name!r}", replacements[name], ref.size, stored=True)
                 if ref.storage.type.dtype == "bfloat16":
                     value = float32_to_bf16_bits(value)
-                view = np.lib.stride_tricks.as_strided(
-                    storage[ref.offset:], shape=ref.size,
-                    strides=tuple(s * storage.itemsize for s in ref.stride), writeable=True)
+                view = self._view(storage, ref, writeable=True)
                 view[...] = value.astype(storage.dtype, copy=False)
             out[record] = storage.tobytes()
         return out
