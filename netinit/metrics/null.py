@@ -26,9 +26,9 @@ For an iid layer the observed matrix is itself a draw of every model, so ``z`` i
 0 with SD about :math:`\sqrt{(K+1)/K}` times that of a t variable on ``K - 1`` degrees of
 freedom (about 1.03 for ``K = 50``).
 
-**Vectorised.** Copies are drawn in batches with :meth:`numpy.random.Generator.permuted`
-(``axis`` picks the model) on a ``(batch, ...)`` stack of ``W``: one C loop, no Python loop per
-row. :func:`null_model` accepts any statistic; :func:`null_summary` is the fast path for the
+**Vectorised.** Each copy is one call of :meth:`numpy.random.Generator.permuted` (``axis``
+picks the model: one C loop over all rows or columns, never a Python loop per row); small
+layers are stacked in batches of copies and summarised together, large ones on a few threads. :func:`null_model` accepts any statistic; :func:`null_summary` is the fast path for the
 statistics of :func:`netinit.metrics.tables.layer_summary` that a permutation can change: it
 skips what the model keeps and computes the correlation statistics on ``corr_sample`` sampled
 neurons per side, so ``K = 100`` on a 4096x4096 layer costs a few unshuffled summaries
@@ -38,6 +38,7 @@ neurons per side, so ``K = 100`` on a 4096x4096 layer costs a few unshuffled sum
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator, Mapping
 from numbers import Real
 from typing import Any
@@ -65,7 +66,10 @@ _KEPT = {
     "rows": ("in_strength_var", "in_strength_abs_var", "corr_in_n_constant"),
     "columns": ("out_strength_var", "out_strength_abs_var", "corr_out_n_constant"),
 }
+_AXIS = {"matrix": None, "rows": 1, "columns": 0}
 _BATCH_ELEMENTS = 1 << 22  # weights per batch of shuffled copies (16 MiB in float32)
+_THREAD_ELEMENTS = 1 << 20  # layers from this size draw and summarise copies in threads
+_MAX_THREADS = 4
 _REL_TOL = 1e-6  # above float32 rounding of reordered sums (~1e-7 relative)
 
 
@@ -81,23 +85,25 @@ def _check_k(k: Any) -> int:
     return int(k)
 
 
+def _permute(X: np.ndarray, model: str, gen: np.random.Generator) -> None:
+    """Shuffle the matrix ``X`` in place under ``model``."""
+    gen.permuted(X, axis=_AXIS[model], out=X)
+
+
 def _shuffles(W: np.ndarray, k: int, model: str, gen: np.random.Generator) -> Iterator[np.ndarray]:
     """``k`` independent shuffles of ``W``, in batches of shape ``(b, n_out, n_in)``.
 
-    The batch size depends on the shape only, so a seed gives the same copies to every caller.
+    Copy ``r`` is drawn by the ``r``-th of ``k`` children spawned from ``gen``, so the copies
+    do not depend on the batch size (nor, in :func:`null_summary`, on threads).
     """
     n_out, n_in = W.shape
+    children = gen.spawn(k)
     step = max(1, min(k, _BATCH_ELEMENTS // (n_out * n_in)))
     for a in range(0, k, step):
-        b = min(step, k - a)
-        if model == "matrix":
-            X = np.broadcast_to(W.reshape(1, -1), (b, n_out * n_in)).copy()
-            gen.permuted(X, axis=1, out=X)
-            yield X.reshape(b, n_out, n_in)
-        else:
-            X = np.broadcast_to(W, (b, n_out, n_in)).copy()
-            gen.permuted(X, axis=2 if model == "rows" else 1, out=X)
-            yield X
+        X = np.broadcast_to(W, (min(step, k - a), n_out, n_in)).copy()
+        for i, child in enumerate(children[a:a + step]):
+            _permute(X[i], model, child)
+        yield X
 
 
 def shuffle_weights(W: Any, *, model: str = "matrix", rng: RngLike = None) -> np.ndarray:
@@ -284,6 +290,31 @@ def _summary_batch(X: np.ndarray, keep: tuple[str, ...], threshold: float,
     return {key: v for key, v in out.items() if key not in keep}
 
 
+def _null_parts(W: np.ndarray, k: int, model: str, gen: np.random.Generator,
+                keep: tuple[str, ...], threshold: float, rows: np.ndarray,
+                cols: np.ndarray) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(first copy, statistics of a batch of copies): batches of small layers in this thread;
+    one copy per task on a few threads for large layers (numpy releases the GIL while it
+    shuffles, sums and multiplies, so the copies are drawn and summarised concurrently)."""
+    workers = min(_MAX_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                  else (os.cpu_count() or 1))
+    if W.size < _THREAD_ELEMENTS or workers < 2:
+        r = 0
+        for X in _shuffles(W, k, model, gen):
+            yield r, _summary_batch(X, keep, threshold, rows, cols)
+            r += X.shape[0]
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(child: np.random.Generator) -> dict[str, np.ndarray]:
+        X = W.copy()
+        _permute(X, model, child)
+        return _summary_batch(X[None], keep, threshold, rows, cols)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from enumerate(pool.map(one, gen.spawn(k)))
+
+
 def null_summary(
     W: Any,
     *,
@@ -320,7 +351,10 @@ def null_summary(
     model : {"matrix", "rows", "columns"}, default "matrix"
     rng : None, int or numpy.random.Generator
         Two children are spawned from it: the first draws the copies (the same copies as
-        :func:`null_model` with the same ``rng``), the second the correlation sample.
+        :func:`null_model` with the same ``rng``; copy ``r`` from the ``r``-th of ``k``
+        grandchildren, so the result does not depend on batching or threads), the second
+        the correlation sample. Layers of a million weights or more draw and summarise their
+        copies on up to 4 threads.
     threshold : float, default 0.5
         As in ``layer_summary``.
     corr_sample : int or None, default 512
@@ -372,11 +406,9 @@ def null_summary(
     obs = {key: float(v[0]) for key, v in _summary_batch(W[None], (), threshold, rows,
                                                          cols).items()}
     null = {key: np.empty(k) for key in SUMMARY_STATS}
-    r = 0
-    for X in _shuffles(W, k, model, shuffle_gen):
-        for key, v in _summary_batch(X, keep, threshold, rows, cols).items():
-            null[key][r:r + X.shape[0]] = v
-        r += X.shape[0]
+    for r, part in _null_parts(W, k, model, shuffle_gen, keep, threshold, rows, cols):
+        for key, v in part.items():
+            null[key][r:r + v.shape[0]] = v
     for key in keep:
         null[key][:] = obs[key]
     out = _columns(obs, null, model, k)

@@ -90,6 +90,20 @@ def test_fast_path_equals_generic_layer_summary(W, model):
     assert fast["corr_in_n_constant_null_observed"] == 1.0  # the constant row
 
 
+def test_threads_and_batches_give_the_same_copies(W, monkeypatch):
+    import netinit.metrics.null as null
+
+    serial = null_summary(W, k=12, model="matrix", rng=8)
+    monkeypatch.setattr(null, "_THREAD_ELEMENTS", 1)  # every layer on threads
+    threaded = null_summary(W, k=12, model="matrix", rng=8)
+    monkeypatch.setattr(null, "_BATCH_ELEMENTS", 2 * W.size)  # serial, batches of 2 copies
+    monkeypatch.setattr(null, "_THREAD_ELEMENTS", 1 << 40)
+    batched = null_summary(W, k=12, model="matrix", rng=8)
+    for key, v in serial.items():
+        for other in (threaded, batched):
+            assert other[key] == v or (v != v and other[key] != other[key]), key
+
+
 def test_z_definition_and_degenerate_rule(W):
     def stat(X):
         return {"first_row_sum": float(X[0].sum()), "corner": float(X[0, 0]), "name": "fc",
