@@ -28,11 +28,14 @@ freedom (about 1.03 for ``K = 50``).
 
 **Vectorised.** Each copy is one call of :meth:`numpy.random.Generator.permuted` (``axis``
 picks the model: one C loop over all rows or columns, never a Python loop per row); small
-layers are stacked in batches of copies and summarised together, large ones on a few threads. :func:`null_model` accepts any statistic; :func:`null_summary` is the fast path for the
-statistics of :func:`netinit.metrics.tables.layer_summary` that a permutation can change: it
-skips what the model keeps and computes the correlation statistics on ``corr_sample`` sampled
-neurons per side, so ``K = 100`` on a 4096x4096 layer costs a few unshuffled summaries
-(``bench/bench_null.py``).
+layers are stacked in batches of copies and summarised together, large ones are drawn and
+summarised on a few threads. :func:`null_model` accepts any statistic; :func:`null_summary` is
+the fast path for the statistics of :func:`netinit.metrics.tables.layer_summary` that a
+permutation can change: it skips what the model keeps and computes the correlation statistics
+on ``corr_sample`` sampled neurons per side. Its cost is dominated by the shuffles themselves
+(numpy's Fisher-Yates: about 0.3 s per 4096x4096 copy within rows or columns, 0.7 s for the
+whole matrix, whose random accesses span the full array); ``bench/bench_null.py`` records
+``K = 100`` against the plain summary.
 """
 
 from __future__ import annotations
@@ -290,6 +293,11 @@ def _summary_batch(X: np.ndarray, keep: tuple[str, ...], threshold: float,
     return {key: v for key, v in out.items() if key not in keep}
 
 
+def _other_side(name: str) -> str:
+    """The statistic of the other side: ``corr_in_max_abs`` <-> ``corr_out_max_abs``, ..."""
+    return "_".join({"in": "out", "out": "in"}.get(part, part) for part in name.split("_"))
+
+
 def _null_parts(W: np.ndarray, k: int, model: str, gen: np.random.Generator,
                 keep: tuple[str, ...], threshold: float, rows: np.ndarray,
                 cols: np.ndarray) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -402,15 +410,23 @@ def null_summary(
         return np.sort(sample_gen.choice(n, size=int(corr_sample), replace=False))
 
     rows, cols = pick(n_out), pick(n_in)
-    keep = _KEPT[model]
-    obs = {key: float(v[0]) for key, v in _summary_batch(W[None], (), threshold, rows,
-                                                         cols).items()}
+    if model == "columns":  # the rows model of W.T: the same copies, shuffled along rows
+        A, run, a_rows, a_cols = np.ascontiguousarray(W.T), "rows", cols, rows
+    else:
+        A, run, a_rows, a_cols = W, model, rows, cols
+    keep = _KEPT[run]
+    obs = {key: float(v[0]) for key, v in _summary_batch(A[None], (), threshold, a_rows,
+                                                         a_cols).items()}
     null = {key: np.empty(k) for key in SUMMARY_STATS}
-    for r, part in _null_parts(W, k, model, shuffle_gen, keep, threshold, rows, cols):
+    for r, part in _null_parts(A, k, run, shuffle_gen, keep, threshold, a_rows, a_cols):
         for key, v in part.items():
             null[key][r:r + v.shape[0]] = v
     for key in keep:
         null[key][:] = obs[key]
+    if A is not W:  # statistics of W.T's rows are those of W's columns
+        obs = {_other_side(key): obs[key] for key in SUMMARY_STATS}
+        null = {_other_side(key): null[key] for key in SUMMARY_STATS}
+    obs = {key: obs[key] for key in SUMMARY_STATS}  # the same column order for every model
     out = _columns(obs, null, model, k)
     out["null_corr_rows"] = int(rows.size)
     out["null_corr_cols"] = int(cols.size)
