@@ -16,9 +16,10 @@ $(BASE): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e . torch==2.13.0
 	touch $(BASE)
 
-# + pytest and the frameworks the format tests make real files with (Keras, Flax/JAX, ONNX)
+# + pytest, ruff, the experiments' extra and the frameworks the format tests make real files with
+# (Keras, Flax/JAX, ONNX)
 $(STAMP): $(BASE)
-	$(BIN)/python -m pip install --quiet -e '.[test,frameworks]' torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test,frameworks,experiments]' torch==2.13.0
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,6 +30,7 @@ demo: $(BASE)
 	$(BIN)/netinit rewire data/examples/mlp_digits_init.safetensors -o out/mlp_digits_init_rewired.safetensors --seed 0 --report out/rewire_report.csv --force
 
 test: $(STAMP)
+	$(BIN)/python -m ruff check netinit tests bench
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -6,8 +6,8 @@ The weights are Kaiming-normal (std ``sqrt(2 / n_in)``) drawn from
 correlation summaries) runs before and after the null models; its mean is the reference. Each
 null model (``matrix``, ``rows``, ``columns``) runs once with K shuffled copies and the
 correlation sampled on ``corr_sample`` neurons per side (the default, 512). Wall and CPU
-seconds (user + system of the process, all threads) are both reported: wall time depends on
-what else runs on the machine.
+seconds (user + system of the process, all threads) are both reported, with the load average
+at the start and the end: wall time depends on what else runs on the machine.
 
 Run: ``python bench/bench_null.py`` (about 4 minutes on 2 idle cores); writes
 ``bench/results/null.json`` and prints one line per case.
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         layer_summary(W, layer="fc", kind="linear")
 
     cases = []
+    load_start = os.getloadavg()
     first = timed(plain)
     print(f"plain layer_summary: {first[0]:.2f} s wall, {first[1]:.2f} s cpu", flush=True)
     null_times = {}
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "numpy": np.__version__},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_1_5_15": {"start": list(load_start), "end": list(os.getloadavg())},
         "seed": SEED,
         "layer": {"shape": [n, n], "dtype": "float32", "init": "kaiming normal"},
         "plain": {"case": "layer_summary", "seconds": [first[0], second[0]],

@@ -119,7 +119,6 @@ def cpu_cases(args) -> list[tuple[str, list[tuple[int, ...]]]]:
 
 
 def run_cpu(args) -> list[dict]:
-    import torch
 
     results = []
     rng = np.random.default_rng(0)
@@ -181,7 +180,7 @@ def run_cuda(args) -> list[dict]:
     import torch
 
     from netinit.rewire import pa_rewire_, rewire_model_
-    from netinit.rewire.kernels import _pa_pass_torch
+    from netinit.rewire.kernels import pa_pass_torch
 
     dev = torch.device("cuda")
     results = []
@@ -218,7 +217,7 @@ def run_cuda(args) -> list[dict]:
             for A in (M, M.t().contiguous()):
                 k = min(A.shape[0], args.baseline_rows)
                 E = torch.empty((k, A.shape[1]), dtype=torch.float64, device=dev).exponential_(generator=g)
-                dt = cuda_time(lambda: _pa_pass_torch(A[:k], E), 1)
+                dt = cuda_time(lambda: pa_pass_torch(A[:k], E), 1)
                 base += dt * (A.shape[0] - 1) / max(k - 1, 1)
         ref = REFERENCE_S.get(name)
         row = dict(case=name, fast_s=fast, baseline_s=base, baseline_extrapolated=base is not None,
@@ -298,9 +297,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args(argv)
 
-    import torch
-
     import os
+
+    import torch
 
     info = dict(python=platform.python_version(), numpy=np.__version__, torch=torch.__version__,
                 machine=platform.machine(), cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),

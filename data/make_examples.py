@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from netinit.datasets import load_dataset
+from netinit.experiments.datasets import load_dataset
 
 OUT = Path(__file__).resolve().parent / "examples"
 SEED = 0
@@ -42,7 +42,7 @@ def cnn() -> torch.nn.Module:
 
 
 def digits(image: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training split of ``netinit.datasets.load_dataset("digits")`` (standardised), as used by
+    """The training split of ``netinit.experiments.datasets.load_dataset("digits")`` (standardised), as used by
     ``netinit analyze --data digits``."""
     d = load_dataset("digits", seed=SEED)
     x = d.X_train

@@ -136,11 +136,11 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
         raise
 
 
-def prepare_output_dir(path: os.PathLike | str, *, owned: tuple[str, ...] = (), force: bool = False) -> Path:
+def prepare_output_dir(path: os.PathLike | str, *, owned: tuple[str, ...] = (), overwrite: bool = False) -> Path:
     """Create the output folder ``path``, refusing one that holds files netinit did not write.
 
     A folder is accepted when it is empty, when every entry is one of ``owned`` (outputs of an
-    earlier run, which are replaced), or when ``force`` is true. Temporary files that a killed
+    earlier run, which are replaced), or when ``overwrite`` is true. Temporary files that a killed
     run left there are removed first.
     """
     p = Path(path)
@@ -151,7 +151,7 @@ def prepare_output_dir(path: os.PathLike | str, *, owned: tuple[str, ...] = (), 
             if _stale_temp(e.name) and e.is_file():
                 with contextlib.suppress(FileNotFoundError):
                     e.unlink()
-    if p.is_dir() and not force:
+    if p.is_dir() and not overwrite:
         foreign = sorted(e.name for e in p.iterdir() if e.name not in owned)
         if foreign:
             shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")

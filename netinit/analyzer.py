@@ -6,7 +6,7 @@ largest layer. Nothing here prints, plots or writes files; :mod:`netinit.report`
 line do that.
 
 :func:`analyze` is three steps, public so that another engine can run the middle one elsewhere
-(``analysis.parallel`` runs it as one Dask task per layer) and get the same tables:
+(``netinit.parallel`` runs it as one Dask task per layer) and get the same tables:
 :func:`plan_analysis` (check the options, open the checkpoint, list the layers),
 :func:`analyze_layer` (one layer's row, neuron table and strengths) and
 :func:`assemble_analysis` (the tables, in file order, and the chain correlations).
@@ -16,19 +16,22 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from netinit._rng import layer_generator
 from netinit.formats import Checkpoint, load_checkpoint
-from netinit.layers import Layer, find_layers
+from netinit.layers import Layer, LayerSelection, find_layers
 
 __all__ = ["Analysis", "analyze", "LayerResult", "plan_analysis", "analyze_layer", "assemble_analysis"]
 
 _CHAIN_KINDS = ("linear", "attention")
 _CENTRALITY = (None, "auto", "exact", "sampled")
+#: ``centrality=`` of :func:`analyze`
+Centrality = Literal[None, "auto", "exact", "sampled"]
 
 
 @dataclass
@@ -60,7 +63,7 @@ class Analysis:
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary: the checkpoint, per-layer key statistics, skipped tensors."""
-        cols = [c for c in ("layer", "kind", "shape", "n_out", "n_in", "in_strength_var",
+        cols = [c for c in ("layer", "kind", "block", "role", "expert", "shape", "n_out", "n_in", "in_strength_var",
                             "out_strength_var", "corr_in_mean_abs", "corr_out_mean_abs",
                             "act_mean_abs_r", "act_effective_n", "dead_neurons")
                 if c in self.layers.columns]
@@ -81,26 +84,26 @@ class Analysis:
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for rec in df.to_dict(orient="records"):
-        out.append({k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()})
+        out.append({k: None if v is pd.NA else v.item() if isinstance(v, np.generic) else v for k, v in rec.items()})
     return out
 
 
 def analyze(
     source: Checkpoint | os.PathLike | str,
     *,
-    layers: str | None = None,
+    layers: LayerSelection = None,
     embeddings: bool = False,
-    centrality: str | None = None,
+    centrality: Centrality = None,
     k: int = 64,
     seed: int = 0,
-    data: Any = None,
-    activation: str = "relu",
+    data: ArrayLike | None = None,
+    activation: Literal["relu", "tanh", "sigmoid", "gelu"] = "relu",
     progress: Callable[[Iterable[Layer]], Iterable[Layer]] | None = None,
 ) -> Analysis:
     """Per-layer and per-neuron statistics of every weight layer of a checkpoint.
 
     The work is :func:`plan_analysis` (open, find the layers), :func:`analyze_layer` on each
-    layer in turn, and :func:`assemble_analysis`; ``analysis.parallel.analyze_parallel`` runs the
+    layer in turn, and :func:`assemble_analysis`; ``netinit.parallel.analyze_parallel`` runs the
     same three steps with the layers spread over Dask workers, and gets the same tables.
 
     Parameters
@@ -206,7 +209,8 @@ def plan_analysis(
     -------
     ckpt : Checkpoint
     found : list of Layer
-        In file order: the order of the rows of every table.
+        In the order of the model (:func:`netinit.layers.find_layers`): the order of the rows
+        of every table.
     skipped : list of Skipped
 
     Raises
@@ -231,7 +235,7 @@ def plan_analysis(
     return ckpt, found, skipped
 
 
-def analyze_layer(layer: Layer, *, centrality: str | None = None, k: int = 64, seed: int = 0) -> LayerResult:
+def analyze_layer(layer: Layer, *, centrality: Centrality = None, k: int = 64, seed: int = 0) -> LayerResult:
     """Summary row and neuron table of one layer (loaded from its checkpoint).
 
     The sampled centralities draw from :func:`netinit._rng.layer_generator` ``(seed, layer.name)``,
@@ -249,11 +253,14 @@ def analyze_layer(layer: Layer, *, centrality: str | None = None, k: int = 64, s
     if centrality not in _CENTRALITY:
         raise ValueError(f"centrality must be None, 'auto', 'exact' or 'sampled', got {centrality!r}")
     W = layer.matrix()
-    row = {"layer": layer.name, "kind": layer.kind, "dtype": layer.dtype}
+    place = {"block": layer.block, "role": layer.role, "expert": layer.expert}
+    row = {"layer": layer.name, "kind": layer.kind, **place, "dtype": layer.dtype}
     row.update(layer_summary(W, layer=layer.name, kind=layer.kind, shape=layer.shape))
     row["dtype"] = layer.dtype
     nt = neuron_table(W, layer=layer.name, centrality=centrality, k=k,
                       rng=layer_generator(seed, layer.name) if centrality else None)
+    for i, (col, value) in enumerate(place.items(), start=1):
+        nt.insert(i, col, pd.array([value] * len(nt), dtype="Int64" if col != "role" else "string"))
     chain = layer.kind in _CHAIN_KINDS
     return LayerResult(layer.name, layer.kind, layer.n_out, layer.n_in, row, nt,
                        in_strength(W) if chain else None, out_strength(W) if chain else None)
@@ -308,8 +315,9 @@ def assemble_analysis(
     layers_df = pd.DataFrame([p.row for p in parts])
     if activations is not None:
         layers_df = layers_df.merge(activations, on="layer", how="left")
-    first = ["layer", "kind", "shape", "dtype"]
+    first = ["layer", "kind", "block", "role", "expert", "shape", "dtype"]
     layers_df = layers_df[first + [c for c in layers_df.columns if c not in first]]
+    layers_df = layers_df.astype({"block": "Int64", "expert": "Int64"})
     return Analysis(
         checkpoint=str(ckpt.path),
         format=ckpt.format,

@@ -11,82 +11,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Sequence
+
+from netinit.cliargs import device as _device
+from netinit.cliargs import err as _err
+from netinit.cliargs import nonnegative_int as _nonnegative_int
+from netinit.cliargs import plural as _n
+from netinit.cliargs import positive_int as _positive_int
+from netinit.cliargs import progress as _progress
+from netinit.cliargs import scheduler_address as _scheduler_address
 
 __all__ = ["main", "build_parser"]
-
-
-def _progress(desc: str, quiet: bool):
-    if quiet or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    def wrap(items: Iterable[Any]) -> Iterable[Any]:
-        items = list(items)
-        for item in tqdm(items, desc=desc, unit="layer", file=sys.stderr, leave=False):
-            yield item
-
-    return wrap
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _device(text: str) -> str:
-    """``--device``: ``cpu``, ``cuda`` or ``cuda:N``, checked before anything is read."""
-    kind, sep, index = text.partition(":")
-    if text == "cpu" or (kind == "cuda" and (not sep or (index.isdigit() and index.isascii()))):
-        return text
-    raise argparse.ArgumentTypeError(f"invalid device {text!r}; choose cpu, cuda or cuda:N (e.g. cuda:0)")
-
-
-_SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
-
-
-def _scheduler_address(text: str) -> str:
-    """``--scheduler``: a Dask scheduler address ``[SCHEME://]HOST:PORT`` (or ``local``), checked
-    before anything runs so that a typo is a usage error, not a traceback from ``distributed``."""
-    if text == "local":
-        return text
-    scheme, sep, location = text.rpartition("://")
-    scheme = scheme if sep else "tcp"
-    host, colon, port = location.rpartition(":")
-    if scheme not in _SCHEDULER_SCHEMES:
-        why = f"unknown scheme {scheme!r} (known: {', '.join(_SCHEDULER_SCHEMES)})"
-    elif not colon or not host:
-        why = "it names no HOST:PORT"
-    elif not (port.isdigit() and port.isascii() and 0 < int(port) < 65536):
-        why = f"the port {port!r} is not a number from 1 to 65535"
-    else:
-        return text
-    raise argparse.ArgumentTypeError(f"invalid Dask scheduler address {text!r}: {why}; "
-                                     "expected e.g. tcp://host:8786")
-
-
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
-def _n(count: int, noun: str) -> str:
-    """``1 layer``, ``3 layers``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _layout(values: list[str] | None) -> dict[str, str] | None:
@@ -120,7 +55,10 @@ def _open(path: str, args: argparse.Namespace):
 
 def _data_batch(spec: str, samples: int, seed: int):
     """Inputs for activation statistics: a bundled data set's test split, or a user's file."""
-    from netinit.datasets import load_dataset
+    try:
+        from netinit.experiments.datasets import load_dataset
+    except ImportError as exc:
+        raise SystemExit(f"netinit: --data needs the experiments extra (pip install 'netinit[experiments]'): {exc}") from None
 
     names = ("digits", "mnist1d", "synthetic")
     if spec in names:
@@ -137,6 +75,24 @@ def _data_batch(spec: str, samples: int, seed: int):
     return ds.X_test[:samples].numpy()
 
 
+def _analyze_parallel(args: argparse.Namespace):
+    """The :class:`~netinit.analyzer.Analysis` of ``--workers N`` / ``--scheduler ADDRESS``; refuses
+    the options the workers cannot reproduce (they open the file by its path alone)."""
+    from netinit.parallel import analyze_parallel
+
+    given = [opt for opt, value in (("--data", args.data), ("--key", args.key), ("--layout", args.layout),
+                                    ("--embeddings", args.embeddings)) if value]
+    if given:
+        raise SystemExit(f"netinit analyze: --workers/--scheduler cannot be combined with {', '.join(given)}; "
+                         "drop them, or analyse in one process (--workers 1, no --scheduler)")
+    if not args.quiet:
+        where = f"on {args.scheduler}" if args.scheduler else f"on a local cluster of {args.workers} worker processes"
+        _err(f"netinit analyze: one task per layer {where}")
+    return analyze_parallel(args.checkpoint, workers=args.workers, scheduler=args.scheduler, layers=args.layers,
+                            centrality=None if args.centrality == "none" else args.centrality,
+                            k=args.k, seed=args.seed)
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from netinit.analyzer import analyze
     from netinit.layers import find_layers
@@ -145,8 +101,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.output is None and not args.json:
         raise SystemExit("netinit analyze: give an output folder with -o DIR (or --json)")
     ckpt = _open(args.checkpoint, args)
-    if args.workers > 1 or args.scheduler:  # one Dask task per layer, in the analysis package
-        result = _analysis_cli().analyze_parallel_command(args)
+    if args.workers > 1 or args.scheduler:  # one Dask task per layer
+        result = _analyze_parallel(args)
     else:
         data = _data_batch(args.data, args.samples, args.seed) if args.data else None
         result = analyze(ckpt, layers=args.layers, embeddings=args.embeddings,
@@ -159,7 +115,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                                                               embeddings=args.embeddings)[0]}
         written = write_report(result, args.output, plots=not args.no_plots,
                                neurons_format=args.neurons_format,
-                               matrix_of=lambda n: by_name[n].matrix(), force=args.force)
+                               matrix_of=lambda n: by_name[n].matrix(), overwrite=args.force)
     summary = result.summary()
     summary["outputs"] = [str(p) for p in written]
     if args.json:
@@ -202,6 +158,7 @@ def _check_report_path(args: argparse.Namespace, input_path: str | os.PathLike) 
 def _check_cuda_index(device: str) -> None:
     """``cuda:N`` names a GPU this machine has (``cuda`` without a GPU is refused by the rewiring)."""
     import torch
+
     from netinit.errors import DeviceError
 
     if torch.cuda.is_available() and int(device.partition(":")[2]) >= torch.cuda.device_count():
@@ -240,26 +197,21 @@ def cmd_rewire(args: argparse.Namespace) -> int:
     return 0
 
 
-def _analysis_cli():
-    """The experiment commands live in the ``analysis`` package (the edge), which netinit's core
-    never imports; only this command-line glue reaches for it, lazily."""
-    try:
-        import analysis.cli
-    except ImportError as exc:  # netinit installed without the analysis package
-        raise SystemExit(f"netinit: the experiment commands need the 'analysis' package of the netinit "
-                         f"repository (pip install -e . from a checkout): {exc}") from None
-    return analysis.cli
+def _experiments_cli():
+    """The experiment commands (:mod:`netinit.experiments.cli`); they depend on the core, never the
+    reverse, and need the ``experiments`` extra only when they run."""
+    import netinit.experiments.cli
+
+    return netinit.experiments.cli
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    if args.b is None:  # one positional argument: an experiment results folder
-        acli = _analysis_cli()
-        if not acli.is_results_dir(args.a):
-            from netinit.errors import NetinitError
-
-            raise NetinitError(f"{args.a}: not an experiment results folder (no experiment.json); "
-                               "to compare two checkpoints give both: netinit compare A B -o DIR")
-        return acli.compare_results_command(args)
+    if args.b is None:  # one positional argument
+        if _experiments_cli().is_results_dir(args.a):
+            raise SystemExit(f"netinit compare: {args.a} is an experiment results folder; its statistics are "
+                             f"`netinit results {args.a} -o DIR` (compare takes two checkpoints)")
+        raise SystemExit("netinit compare: give two checkpoints, netinit compare A B -o DIR "
+                         "(an experiment's results folder: netinit results RESULTS -o DIR)")
     from netinit.compare import compare_checkpoints
     from netinit.report_compare import write_comparison
 
@@ -267,7 +219,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise SystemExit("netinit compare: give an output folder with -o DIR (or --json)")
     c = compare_checkpoints(_open(args.a, args), _open(args.b, args), layers=args.layers, allow_mismatch=args.allow_mismatch,
                             progress=_progress("compare", args.quiet))
-    written = write_comparison(c, args.output, plots=not args.no_plots, force=args.force) if args.output else []
+    written = write_comparison(c, args.output, plots=not args.no_plots, overwrite=args.force) if args.output else []
     summary = c.summary()
     summary["outputs"] = [str(p) for p in written]
     if args.json:
@@ -358,11 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
     r.set_defaults(func=cmd_rewire)
 
-    c = sub.add_parser("compare", help="compare two checkpoints layer by layer (e.g. initial vs trained), "
-                                       "or the methods of an experiment results folder")
-    c.add_argument("a", help="first checkpoint (A): " + _CHECKPOINT_HELP + "; or an experiment results folder")
-    c.add_argument("b", nargs="?", help="second checkpoint (B), in any of those formats (not necessarily A's); "
-                                        "omit it for a results folder")
+    c = sub.add_parser("compare", help="compare two checkpoints layer by layer (e.g. initial vs trained)")
+    c.add_argument("a", help="first checkpoint (A): " + _CHECKPOINT_HELP)
+    c.add_argument("b", nargs="?", help="second checkpoint (B), in any of those formats (not necessarily A's)")
     c.add_argument("-o", "--output", help="output folder for tables, figures and report.html")
     c.add_argument("--layers", metavar="REGEX", help="compare only layers whose tensor name matches")
     c.add_argument("--allow-mismatch", action="store_true",
@@ -374,14 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stored orientation of 2-D weights matching REGEX (repeatable), e.g. 'c_proj=in_out'")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
     c.set_defaults(func=cmd_compare)
-    try:
-        acli = _analysis_cli()
-    except SystemExit:
-        acli = None
-    subcommands = [a, r, c]
-    if acli is not None:
-        acli.add_compare_results_options(c)
-        subcommands.append(acli.add_experiment_commands(sub))
+    subcommands = [a, r, c, *_experiments_cli().add_experiment_commands(sub)]
 
     f = sub.add_parser("formats", help="list supported checkpoint formats")
     f.set_defaults(func=cmd_formats)

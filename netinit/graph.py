@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netinit.errors import DtypeError, LayerError, NoLayersError, NonFiniteError, ShapeError
+from netinit.errors import LayerError, NoLayersError, ShapeError
+from netinit.validation import check_matrix
 
 if TYPE_CHECKING:  # pragma: no cover
     import igraph
@@ -34,60 +35,6 @@ __all__ = ["LayerGraph", "NetworkGraph", "DISTANCE_TRANSFORM"]
 
 #: How edge lengths for shortest paths are derived from weights (recorded in every output).
 DISTANCE_TRANSFORM = "1/|w|"
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def _check_matrix(W: Any, name: str = "W", *, allow_torch: bool = False) -> Any:
-    """Validate a canonical weight matrix once, at the boundary.
-
-    Returns ``W`` as a numpy array (a view when possible), or unchanged when it is a torch
-    tensor and ``allow_torch`` is true. Raises ShapeError (not 2-D, or a zero dimension),
-    DtypeError (bool, complex, object, quantised) or NonFiniteError (NaN or infinity).
-    """
-    if _is_torch(W):
-        if W.is_quantized or W.is_complex() or not (W.is_floating_point() or _torch_int(W)):
-            raise DtypeError(
-                f"{name}: weights must be real floats or integers, got dtype {W.dtype}"
-            )
-        if not allow_torch:
-            X = W.detach()
-            if X.device.type != "cpu":
-                X = X.cpu()
-            if str(X.dtype) == "torch.bfloat16":
-                X = X.float()
-            W = X.numpy()
-    else:
-        W = np.asarray(W)
-        if W.dtype.kind not in "iuf":
-            raise DtypeError(
-                f"{name}: weights must be real floats or integers, got dtype {W.dtype}"
-            )
-    shape = tuple(W.shape)
-    if len(shape) != 2:
-        raise ShapeError(f"{name}: expected a 2-D weight matrix (n_out, n_in), got shape {shape}")
-    if shape[0] == 0 or shape[1] == 0:
-        raise ShapeError(f"{name}: expected a non-empty matrix (n_out, n_in), got shape {shape}")
-    if _is_torch(W):
-        bad = ~W.detach().isfinite()
-        if bool(bad.any()):
-            first = tuple(int(v) for v in bad.nonzero()[0])
-            raise NonFiniteError(
-                f"{name}: contains {int(bad.sum())} NaN/inf value(s), the first at index {first}"
-            )
-    elif W.dtype.kind == "f" and not np.isfinite(W).all():
-        bad = ~np.isfinite(W)
-        first = tuple(int(v) for v in np.argwhere(bad)[0])
-        raise NonFiniteError(
-            f"{name}: contains {int(bad.sum())} NaN/inf value(s), the first at index {first}"
-        )
-    return W
-
-
-def _torch_int(W: Any) -> bool:
-    return (not W.is_floating_point()) and str(W.dtype) != "torch.bool"
 
 
 def _bipartite_edges(W: np.ndarray, src_offset: int, dst_offset: int):
@@ -177,7 +124,7 @@ class LayerGraph:
 
     def __init__(self, W: Any, name: str = "layer") -> None:
         self.name = str(name)
-        self._W = _check_matrix(W, self.name)
+        self._W = check_matrix(W, self.name)
 
     @property
     def W(self) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 :func:`netinit.analyze` works through the layers one after the other. :func:`analyze_parallel`
 runs the same three steps of :mod:`netinit.analyzer` on the Dask engine of the experiment grid
-(:mod:`analysis.runner`):
+(:mod:`netinit.experiments.runner`):
 
 1. :func:`netinit.analyzer.plan_analysis` in this process: check the options, open the checkpoint
    lazily, list its layers in file order;

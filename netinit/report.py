@@ -34,12 +34,12 @@ OUTPUT_FILES = (
 _HEATMAP_MAX = 96
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text_file(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
-def _write_table(df: pd.DataFrame, path: Path) -> None:
+def write_table(df: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             df.to_parquet(tmp, index=False)
@@ -47,7 +47,7 @@ def _write_table(df: pd.DataFrame, path: Path) -> None:
             df.to_csv(tmp, index=False)
 
 
-def _save_figure(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
@@ -55,7 +55,7 @@ def _save_figure(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def _short(names: list[str], width: int = 28) -> list[str]:
+def short_label(names: list[str], width: int = 28) -> list[str]:
     return [n if len(n) <= width else "…" + n[-(width - 1):] for n in names]
 
 
@@ -70,7 +70,7 @@ def _figures(result: Analysis, out: Path, matrix_of: Callable[[str], np.ndarray]
     written: list[Path] = []
     layers = result.layers
     order = list(layers["layer"])
-    labels = dict(zip(order, _short(order)))
+    labels = dict(zip(order, short_label(order)))
 
     neurons = result.neurons.copy()
     neurons["layer "] = neurons["layer"].map(labels)
@@ -87,7 +87,7 @@ def _figures(result: Analysis, out: Path, matrix_of: Callable[[str], np.ndarray]
     ax.set_ylabel("")
     ax.legend(loc="lower right", fontsize=8, frameon=True)
     p = out / "strength_distributions.png"
-    _save_figure(fig, p)
+    save_figure(fig, p)
     written.append(p)
 
     long = layers.melt(id_vars=["layer"], value_vars=["in_strength_var", "out_strength_var"],
@@ -107,7 +107,7 @@ def _figures(result: Analysis, out: Path, matrix_of: Callable[[str], np.ndarray]
     for t in ax.get_xticklabels():
         t.set_horizontalalignment("right")
     p = out / "strength_variance.png"
-    _save_figure(fig, p)
+    save_figure(fig, p)
     written.append(p)
 
     # the heatmap: the layer of most correlated incoming weights, among those with a correlation
@@ -134,12 +134,12 @@ def _figures(result: Analysis, out: Path, matrix_of: Callable[[str], np.ndarray]
                      f"({shown} output neurons, clustered; mean |r| = {top['corr_in_mean_abs']:.3f})",
                      fontsize=10)
         p = out / "correlation_heatmap.png"
-        _save_figure(fig, p)
+        save_figure(fig, p)
         written.append(p)
     return written
 
 
-def _table_html(df: pd.DataFrame, max_rows: int = 200) -> str:
+def table_html(df: pd.DataFrame, max_rows: int = 200) -> str:
     shown = df.head(max_rows)
     text = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="tbl", escape=True)
     if len(df) > max_rows:
@@ -147,7 +147,7 @@ def _table_html(df: pd.DataFrame, max_rows: int = 200) -> str:
     return text
 
 
-_CSS = """
+REPORT_CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
 color:#222;line-height:1.45;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
@@ -174,7 +174,7 @@ def _html(result: Analysis, figures: list[Path], files: list[str]) -> str:
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>netinit report</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{REPORT_CSS}</style></head><body>",
         f"<h1>netinit analysis</h1><p class='meta'>{e(result.checkpoint)} · format {e(result.format)}"
         + (f" · weights found under <code>{e(result.container)}</code>" if result.container else "") + "</p>",
         "<div class='cards'>" + "".join(f"<div class='card'><b>{v}</b>{e(k)}</div>" for k, v in cards) + "</div>",
@@ -185,7 +185,7 @@ def _html(result: Analysis, figures: list[Path], files: list[str]) -> str:
             f"({top_var['in_strength_var']:.4g}); the most correlated incoming weight vectors are in "
             f"<b>{e(str(most['layer']))}</b> (mean |r| = {most['corr_in_mean_abs']:.3f}, "
             f"max |r| = {most['corr_in_max_abs']:.3f}).</p>")
-    parts.append("<h2>Layers</h2>" + _table_html(L))
+    parts.append("<h2>Layers</h2>" + table_html(L))
     names = {p.name for p in figures}
     for fname, title in (("strength_variance.png", "Strength variance"),
                          ("strength_distributions.png", "Strength distributions"),
@@ -195,12 +195,12 @@ def _html(result: Analysis, figures: list[Path], files: list[str]) -> str:
     if len(result.chains):
         parts.append("<h2>Strength across consecutive layers</h2><p class='note'>Pearson correlation "
                      "between a neuron's in-strength in one layer and its out-strength in the next.</p>"
-                     + _table_html(result.chains))
+                     + table_html(result.chains))
     parts.append(f"<h2>Skipped tensors ({len(result.skipped)})</h2>")
     if len(result.skipped):
         counts = result.skipped["reason"].value_counts()
         parts.append("<p class='note'>" + "; ".join(f"{e(str(r))}: {n}" for r, n in counts.items()) + "</p>")
-        parts.append(_table_html(result.skipped))
+        parts.append(table_html(result.skipped))
     parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{e(f)}'>{e(f)}</a></li>" for f in files) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -213,7 +213,7 @@ def write_report(
     plots: bool = True,
     neurons_format: str = "csv",
     matrix_of: Callable[[str], np.ndarray] | None = None,
-    force: bool = False,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write the tables, figures and ``report.html`` of ``result`` into ``out_dir``.
 
@@ -223,14 +223,14 @@ def write_report(
         From :func:`netinit.analyze`.
     out_dir : path-like
         Created if missing; a folder holding files other than netinit's outputs is refused
-        unless ``force``.
+        unless ``overwrite``.
     plots : bool, default True
         Draw the figures (seaborn).
     neurons_format : {"csv", "parquet"}
         Format of the per-neuron table (parquet needs pyarrow).
     matrix_of : callable, optional
         ``layer name -> canonical matrix``, for the correlation heatmap.
-    force : bool, default False
+    overwrite : bool, default False
         Write into a folder that holds other files.
 
     Returns
@@ -245,20 +245,20 @@ def write_report(
     """
     if neurons_format not in ("csv", "parquet"):
         raise ValueError(f"neurons_format must be 'csv' or 'parquet', got {neurons_format!r}")
-    out = prepare_output_dir(out_dir, owned=OUTPUT_FILES, force=force)
+    out = prepare_output_dir(out_dir, owned=OUTPUT_FILES, overwrite=overwrite)
     written = []
     for name, df in (("layers.csv", result.layers), (f"neurons.{neurons_format}", result.neurons),
                      ("skipped.csv", result.skipped), ("chains.csv", result.chains)):
-        _write_table(df, out / name)
+        write_table(df, out / name)
         written.append(out / name)
     figures = _figures(result, out, matrix_of) if plots else []
     written += figures
     report, summary_path = out / "report.html", out / "summary.json"
     written += [report, summary_path]
-    _write_text(report, _html(result, figures, [p.name for p in written]))
+    write_text_file(report, _html(result, figures, [p.name for p in written]))
     summary = result.summary()
     summary["outputs"] = [str(p) for p in written]  # the same record as ``netinit analyze --json``
-    _write_text(summary_path, json.dumps(summary, indent=2, default=str))
+    write_text_file(summary_path, json.dumps(summary, indent=2, default=str))
     for stale in set(OUTPUT_FILES) - {p.name for p in written}:  # an earlier run's, not this one's
         (out / stale).unlink(missing_ok=True)
     return written

@@ -96,7 +96,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     save_file({"fc.weight": torch.tensor([[1.0, float("nan")]])}, str(nan))
     assert main(["analyze", str(nan), "-o", str(tmp_path / "o5")]) == 1
     line = _err_line(capsys)
-    assert "nan.safetensors: layer 'fc.weight' holds 1 NaN" in line
+    assert "nan.safetensors: layer 'fc.weight' holds 1 non-finite value" in line
     assert line.endswith("(leave that layer out with --layers REGEX)")
 
     assert main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "--layers", r"^0\.bias$", "--json"]) == 1

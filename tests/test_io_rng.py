@@ -25,7 +25,7 @@ def test_output_dir_refuses_foreign_files(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(OutputError, match=r"already holds other files \(notes\.txt\)"):
         prepare_output_dir(tmp_path, owned=("layers.csv",))
-    assert prepare_output_dir(tmp_path, force=True) == tmp_path
+    assert prepare_output_dir(tmp_path, overwrite=True) == tmp_path
     f = tmp_path / "file"
     f.write_text("x")
     with pytest.raises(OutputError, match="exists and is not a folder"):

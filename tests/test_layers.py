@@ -137,7 +137,7 @@ def test_non_finite_weights(tmp_path, bad):
     p = tmp_path / "n.safetensors"
     save_file({"fc.weight": w}, str(p))
     (layer,), _ = find_layers(load_checkpoint(p))
-    with pytest.raises(NonFiniteError, match=r"n\.safetensors: layer 'fc\.weight' holds 1 NaN or infinite"):
+    with pytest.raises(NonFiniteError, match=r"n\.safetensors: layer 'fc\.weight' holds 1 non-finite value"):
         layer.matrix()
 
 
@@ -146,3 +146,128 @@ def test_regex_selecting_integer_tensor(tmp_path):
     save_file({"q.weight": torch.ones(3, 3, dtype=torch.int8), "fc.weight": torch.ones(2, 3)}, str(p))
     with pytest.raises(NoLayersError, match=r"matches only tensors that are not weight layers .*'q\.weight': unsupported dtype int8"):
         find_layers(load_checkpoint(p), layers=r"^q\.")
+
+
+# ------------------------------------------------------------------ torch modules and checkpoints alike
+class _Zoo(torch.nn.Module):
+    """Every kind of weight layer, with names a checkpoint reader classifies as the module does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.fc = torch.nn.Linear(12, 9)
+        self.conv1 = torch.nn.Conv1d(4, 6, 3)
+        self.conv2 = torch.nn.Conv2d(4, 6, (3, 2))
+        self.conv3 = torch.nn.Conv3d(2, 4, 2)
+        self.grouped = torch.nn.Conv2d(6, 9, 3, groups=3)
+        self.dw = torch.nn.Conv2d(6, 6, 3, groups=6)
+        self.deconv = torch.nn.ConvTranspose2d(6, 4, 3)
+        self.deconv1d = torch.nn.ConvTranspose1d(3, 5, 2)
+        self.attn = torch.nn.MultiheadAttention(8, 2)
+        self.cross = torch.nn.MultiheadAttention(8, 2, kdim=5, vdim=3)  # q/k/v_proj_weight
+        self.bn = torch.nn.BatchNorm1d(9)
+        self.head = torch.nn.Linear(9, 3)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen))
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pt"])
+def test_module_and_its_saved_state_dict_have_the_same_layers(tmp_path, fmt):
+    model = _Zoo()
+    path = tmp_path / f"zoo.{fmt}"
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path)) if fmt == "safetensors" else torch.save(state, path)
+    from_module, skipped_module = find_layers(model)
+    from_file, skipped_file = find_layers(load_checkpoint(path))
+    assert sorted(a.name for a in from_module) == sorted(b.name for b in from_file)
+    assert len(from_module) == 15
+    by_name = {b.name: b for b in from_file}
+    for a in from_module:
+        b = by_name[a.name]
+        assert (a.shape, a.matrix_shape, a.block, a.role) == (b.shape, b.matrix_shape, b.block, b.role), a.name
+        np.testing.assert_array_equal(a.matrix(), b.matrix(), err_msg=a.name)
+    assert {s.name for s in skipped_module} == {s.name for s in skipped_file}
+    if fmt == "pt":  # a state dict keeps the module's order
+        assert [a.name for a in from_module] == [b.name for b in from_file]
+
+
+def test_grouped_transposed_convolution_is_known_only_to_the_module(tmp_path):
+    """A file does not record ``groups``: its grouped transposed convolution is read with one group."""
+    model = torch.nn.Sequential(torch.nn.ConvTranspose2d(6, 8, 2, groups=2))
+    (mod,), _ = find_layers(model)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "up.safetensors"))
+    (fil,), _ = find_layers(load_checkpoint(tmp_path / "up.safetensors"), transposed=r"^0\.")
+    assert (mod.groups, mod.matrix_shape) == (2, (8, 12)) and (fil.groups, fil.matrix_shape) == (1, (4, 24))
+    w = model[0].weight.detach()
+    for o in range(8):  # the module's row o: the weights from the inputs of o's group to o
+        g, oo = divmod(o, 4)
+        np.testing.assert_array_equal(mod.matrix()[o], w[3 * g:3 * g + 3, oo].reshape(-1).numpy())
+
+
+def test_module_layer_write_back_round_trips_every_layout():
+    model = _Zoo()
+    for layer in find_layers(model)[0]:
+        before = layer.param.detach().clone()
+        M = layer.canonical(layer.param.detach()).clone()
+        layer.write_(M.flip(0))
+        assert not torch.equal(layer.param, before) or M.shape[0] == 1
+        layer.write_(M)
+        assert torch.equal(layer.param.detach(), before), layer.name
+
+
+def test_transformers_conv1d_is_read_in_out():
+    class Conv1D(torch.nn.Module):  # the layout of transformers.pytorch_utils.Conv1D
+        def __init__(self, nf: int, nx: int) -> None:
+            super().__init__()
+            self.nf, self.nx = nf, nx
+            self.weight = torch.nn.Parameter(torch.arange(nx * nf, dtype=torch.float32).reshape(nx, nf))
+            self.bias = torch.nn.Parameter(torch.zeros(nf))
+
+    block = torch.nn.Module()
+    block.c_attn = Conv1D(6, 4)
+    (layer,), _ = find_layers(block)
+    assert (layer.layout, layer.kind, layer.role, layer.matrix_shape) == ("in_out", "attention", "attn_qkv", (6, 4))
+    np.testing.assert_array_equal(layer.matrix(), block.c_attn.weight.detach().numpy().T)
+
+
+def test_one_meaning_of_layers_for_modules_and_files(tmp_path):
+    model = _Zoo()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "z.safetensors"))
+    ckpt = load_checkpoint(tmp_path / "z.safetensors")
+    for sel in (r"^conv\d", ["fc", "head.weight"], ["attn"]):
+        names_module = [layer.name for layer in find_layers(model, layers=sel)[0]]
+        assert sorted(names_module) == sorted(layer.name for layer in find_layers(ckpt, layers=sel)[0])
+    assert [layer.name for layer in find_layers(model, layers=["fc", "head.weight"])[0]] == ["fc.weight", "head.weight"]
+    assert [layer.name for layer in find_layers(model, layers=["attn"])[0]] == ["attn.in_proj_weight"]
+    with pytest.raises(LayerError, match=r"not weight layers: 'bn' \(norm\), 'nope' \(no such tensor or module\)"):
+        find_layers(model, layers=["fc", "bn", "nope"])
+    with pytest.raises(TypeError, match="find_layers takes a Checkpoint"):
+        find_layers({"fc.weight": np.ones((2, 2))})
+
+
+def test_lazy_module_is_refused():
+    with pytest.raises(LayerError, match="lazy module whose weight is not initialised yet"):
+        find_layers(torch.nn.Sequential(torch.nn.LazyLinear(3)))
+
+
+def test_tied_weights_are_one_layer():
+    emb = torch.nn.Embedding(10, 4)
+    model = torch.nn.Module()
+    model.emb, model.lm_head = emb, torch.nn.Linear(4, 10, bias=False)
+    model.lm_head.weight = emb.weight
+    found, skipped = find_layers(model, embeddings=True)
+    assert [layer.name for layer in found] == ["emb.weight"]
+    assert [s.reason for s in skipped] == ["the same parameter as 'emb.weight' (tied weights)"]
+
+
+def test_safetensors_layers_come_in_model_order(tmp_path):
+    names = ["lm_head.weight", "model.embed_tokens.weight"] + [
+        f"model.layers.{b}.{part}.weight" for b in (0, 2, 10) for part in
+        ("mlp.down_proj", "mlp.gate_proj", "mlp.up_proj", "self_attn.k_proj", "self_attn.o_proj", "self_attn.q_proj",
+         "self_attn.v_proj")]
+    save_file({n: torch.ones(4, 4) for n in names}, str(tmp_path / "m.safetensors"))
+    found, _ = find_layers(load_checkpoint(tmp_path / "m.safetensors"), embeddings=True)
+    got = [(layer.block, layer.role) for layer in found]
+    roles = ["attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down"]
+    assert got == [(None, "embedding")] + [(b, r) for b in (0, 2, 10) for r in roles] + [(None, "head")]

@@ -1,4 +1,4 @@
-"""analysis.parallel: one Dask task per layer gives exactly the Analysis of netinit.analyze."""
+"""netinit.parallel: one Dask task per layer gives exactly the Analysis of netinit.analyze."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def _assert_same(par, ref):
 
 @pytest.mark.parametrize("seed", [0, 5])
 def test_equals_serial_analyze_with_sampled_centralities(checkpoint, cluster, seed):
-    from analysis.parallel import analyze_parallel
+    from netinit.parallel import analyze_parallel
 
     par = analyze_parallel(checkpoint, scheduler=cluster.scheduler_address, centrality="sampled", k=6, seed=seed)
     ref = analyze(checkpoint, centrality="sampled", k=6, seed=seed)
@@ -67,7 +67,7 @@ def test_equals_serial_analyze_with_sampled_centralities(checkpoint, cluster, se
 
 def test_own_local_cluster_and_layer_selection(checkpoint):
     """workers=2 without a scheduler starts (and closes) its own LocalCluster."""
-    from analysis.parallel import analyze_parallel
+    from netinit.parallel import analyze_parallel
 
     par = analyze_parallel(checkpoint, workers=2, layers=r"fc")
     _assert_same(par, analyze(checkpoint, layers=r"fc"))
@@ -75,8 +75,8 @@ def test_own_local_cluster_and_layer_selection(checkpoint):
 
 
 def test_bad_options_refused_before_any_cluster(checkpoint):
-    from analysis.parallel import analyze_parallel
     from netinit.errors import NoLayersError
+    from netinit.parallel import analyze_parallel
 
     with pytest.raises(ValueError, match=r"workers must be a positive integer, got 0"):
         analyze_parallel(checkpoint, workers=0)

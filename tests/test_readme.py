@@ -51,6 +51,7 @@ def test_readme_says_which_variance_each_pass_lowers():
 
 def test_readme_neurons_table_lists_every_column():
     import numpy as np
+
     from netinit.metrics.tables import neuron_table
 
     row = next(line for line in README.splitlines() if line.startswith("| `neurons.csv`"))

@@ -3,8 +3,9 @@
 Private helpers shared by the measures, the regulariser and the tracker, so the three see the same
 layers and the same activations:
 
-* the layers are the ``torch.nn.Linear`` and the (non-transposed) ``torch.nn.Conv1d/2d/3d``
-  modules, named as in ``model.named_modules()``;
+* the layers are those of :func:`netinit.layers.find_layers` held by ``torch.nn.Linear`` and
+  (non-transposed) ``torch.nn.Conv1d/2d/3d`` modules, named by their module
+  (``model.named_modules()``), selected by ``layers=`` as everywhere in netinit;
 * the activation of a layer is its **output** (the pre-activation ``W x + b``), optionally passed
   through ``activation`` (``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"gelu"`` or a callable);
 * a Linear output ``(..., n)`` is a matrix ``(samples, n)`` with every leading position a sample;
@@ -17,9 +18,10 @@ torch is imported inside the functions.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Union
 
-from netinit.errors import DataError, LayerError, NoLayersError
+from netinit.errors import DataError, NoLayersError
+from netinit.layers import LayerSelection, weight_modules
 
 __all__ = [
     "ActivationLike",
@@ -37,74 +39,33 @@ ActivationLike = Union[None, str, Callable[[Any], Any]]
 _ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 
 
-def _is_weight_module(m: Any) -> bool:
-    import torch.nn as nn
+def select_modules(model: Any, layers: LayerSelection, *, default: str = "all") -> dict[str, Any]:
+    """The Linear/Conv modules that ``layers`` selects (all of them, or all but the last, when None).
 
-    if isinstance(m, nn.Linear):
-        return True
-    return isinstance(m, nn.modules.conv._ConvNd) and not m.transposed
-
-
-def weight_modules(model: Any) -> dict[str, Any]:
-    """Every Linear and (non-transposed) Conv module of ``model``, by qualified name, in order."""
-    import torch.nn as nn
-
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    found = {}
-    for name, m in model.named_modules():
-        if _is_weight_module(m):
-            if isinstance(m.weight, nn.parameter.UninitializedParameter):
-                raise LayerError(
-                    f"layer {name!r} is a lazy module whose weight is not initialised yet; "
-                    "run one forward pass first"
-                )
-            found[name] = m
-    return found
-
-
-def select_modules(
-    model: Any, layers: str | Sequence[str] | None, *, default: str = "all"
-) -> dict[str, Any]:
-    """The Linear/Conv modules named in ``layers`` (all of them, or all but the last, when None).
-
-    ``default="hidden"`` leaves out the last Linear/Conv layer (the output layer) when ``layers``
-    is None. Raises :class:`NoLayersError` when nothing is left and :class:`LayerError` naming
-    every entry of ``layers`` that is not a Linear/Conv layer of the model.
+    ``layers`` has the meaning of :func:`netinit.layers.find_layers` (a regular expression on
+    the layer names, ``"fc1.weight"``, or a list of layer or module names). ``default="hidden"``
+    leaves out the last Linear/Conv layer (the output layer) when ``layers`` is None. Raises
+    :class:`NoLayersError` when nothing is left and :class:`LayerError` naming every entry of
+    ``layers`` that is not a Linear/Conv layer of the model.
     """
-    found = weight_modules(model)
+    try:
+        found = weight_modules(model, layers)
+    except NoLayersError:
+        if layers is not None:
+            raise
+        found = {}
     if not found:
         kinds = sorted({type(m).__name__ for m in model.modules()})
         raise NoLayersError(f"the model has no Linear or Conv layer (its modules: {', '.join(kinds)})")
-    if layers is None:
-        names = list(found)
-        if default == "hidden":
-            names = names[:-1]
-            if not names:
-                raise NoLayersError(
-                    f"the model has a single Linear/Conv layer ({next(iter(found))!r}) and no hidden "
-                    "layer; name the layers to use with layers="
-                )
+    if layers is None and default == "hidden":
+        names = list(found)[:-1]
+        if not names:
+            raise NoLayersError(
+                f"the model has a single Linear/Conv layer ({next(iter(found))!r}) and no hidden "
+                "layer; name the layers to use with layers="
+            )
         return {n: found[n] for n in names}
-    if isinstance(layers, str):
-        layers = [layers]
-    layers = list(dict.fromkeys(layers))
-    if not layers:
-        raise LayerError("layers is empty; pass None for the default selection or at least one name")
-    all_modules = dict(model.named_modules())
-    bad = []
-    for n in layers:
-        if n in found:
-            continue
-        if n in all_modules:
-            bad.append(f"{n!r} is a {type(all_modules[n]).__name__}, not a Linear or Conv layer")
-        else:
-            bad.append(f"{n!r} matches no module")
-    if bad:
-        avail = list(found)
-        shown = ", ".join(repr(a) for a in avail[:12]) + (" ..." if len(avail) > 12 else "")
-        raise LayerError(f"layers: {'; '.join(bad)}; the Linear/Conv layers are {shown}")
-    return {n: found[n] for n in layers}
+    return found
 
 
 def resolve_activation(activation: ActivationLike) -> Callable[[Any], Any] | None:

@@ -54,9 +54,9 @@ class Decorrelation:
         ``K`` of the schedule: active phase or decay length in epochs.
     coef : float, default 0.1
         The coefficient of the penalty.
-    layers : str or list of str, optional
-        Linear/Conv module names; default: every Linear/Conv layer but the last (the hidden
-        layers).
+    layers : None, str or list of str
+        Which Linear/Conv layers (:mod:`netinit.layers`, "Selection"); default: every
+        Linear/Conv layer but the last (the hidden layers).
     activation : None, "relu", "tanh", "sigmoid", "gelu" or callable
         Applied to a layer's output before an activation penalty (default: the output itself).
 

@@ -50,8 +50,9 @@ import numpy as np
 
 from netinit._rng import accepts_generator
 from netinit.diversity import _kernels as K
-from netinit.errors import DtypeError, NonFiniteError, ShapeError
+from netinit.errors import DtypeError, ShapeError
 from netinit.metrics.correlation import correlation_summary
+from netinit.validation import check_finite
 
 __all__ = ["decorrelate", "decorrelated_", "BASES", "METHODS"]
 
@@ -193,9 +194,7 @@ def _check_matrix(W: Any, xp, centre: bool):
             f"a weight of shape {tuple(W.shape)} has a single input per neuron: its centred rows are "
             "0 and have no Pearson correlation; pass centre=False"
         )
-    finite = bool(np.isfinite(M).all()) if xp is K.Np else bool(M.isfinite().all())
-    if not finite:
-        raise NonFiniteError("the weight to decorrelate holds NaN or infinity")
+    check_finite(M, "the weight to decorrelate")
     return M
 
 

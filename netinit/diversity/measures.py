@@ -53,8 +53,9 @@ from netinit.diversity._modules import (
     resolve_activation,
     select_modules,
 )
-from netinit.errors import DataError, LayerError, NonFiniteError, ShapeError
+from netinit.errors import DataError, LayerError, ShapeError
 from netinit.metrics.correlation import correlation_summary
+from netinit.validation import check_finite, is_torch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,10 +64,6 @@ __all__ = ["weight_diversity", "activation_diversity", "diversity", "MEASURES"]
 
 #: Names of the per-layer summaries (the keys of the dicts and the suffixes of the columns).
 MEASURES = ("mean_abs_r", "max_abs_r", "redundant_share", "effective_n")
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
 
 
 def _summary(X: Any, threshold: float, centre: bool, name: str) -> dict[str, float]:
@@ -122,11 +119,9 @@ def weight_diversity(
     if len(W.shape) < 2:
         raise ShapeError(f"{name}: expected a weight of shape (n_out, n_in, ...), got {tuple(W.shape)}")
     n = int(W.shape[0])
-    M = W.detach().reshape(n, -1) if _is_torch(W) else np.asarray(W).reshape(n, -1)
+    M = W.detach().reshape(n, -1) if is_torch(W) else np.asarray(W).reshape(n, -1)
     if M.shape[1] < 2 and centre:
-        finite = bool(M.isfinite().all()) if _is_torch(M) else bool(np.isfinite(M).all())
-        if not finite:
-            raise NonFiniteError(f"{name}: contains NaN or infinity")
+        check_finite(M, name)
         s = {m: 0.0 for m in MEASURES} | {"_constant": float(n)}
     else:
         s = _summary(M if M.shape[1] >= 2 else _pad_cosine(M), threshold, centre, name)
@@ -138,7 +133,7 @@ def weight_diversity(
 
 def _pad_cosine(M: Any) -> Any:
     """One-input rows for cosine similarity: a zero column changes no cosine and makes 2 features."""
-    if _is_torch(M):
+    if is_torch(M):
         import torch
 
         return torch.cat([M, torch.zeros_like(M)], dim=1)
@@ -187,7 +182,7 @@ def activation_diversity(
     """
     if len(H.shape) < 2:
         raise ShapeError(f"{name}: expected activations (samples, neurons), got shape {tuple(H.shape)}")
-    if _is_torch(H):
+    if is_torch(H):
         H = as_samples(H.detach())
     else:
         H = np.asarray(H)
@@ -226,8 +221,9 @@ def diversity(
     batch : tensor or tuple (inputs, targets, ...), optional
         Input for the activation statistics, at least 2 samples; without it only the weight-space
         columns are computed.
-    layers : str or list of str, optional
-        Qualified module names (as in ``model.named_modules()``); default every Linear/Conv layer.
+    layers : None, str or list of str
+        Which Linear/Conv layers (:mod:`netinit.layers`, "Selection"): a regular expression on the
+        layer names (``"fc1.weight"``) or a list of layer or module names; default every one.
     activation : None, "relu", "tanh", "sigmoid", "gelu" or callable
         Applied to each layer's output before the activation statistics (default: the layer's
         output itself, the pre-activation); see the module docstring.

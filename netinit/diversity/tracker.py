@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-
 from netinit._io import atomic_path
 from netinit.diversity._modules import ActivationLike, resolve_activation
 from netinit.diversity.measures import diversity
@@ -48,8 +47,8 @@ class DiversityTracker:
         weight-space measures are recorded.
     every : "epoch" or int, default "epoch"
         Record at :meth:`after_epoch`, or at every ``every``-th :meth:`after_step`.
-    layers : str or list of str, optional
-        Layers to measure (default every Linear/Conv layer).
+    layers : None, str or list of str
+        Layers to measure (:mod:`netinit.layers`, "Selection"; default every Linear/Conv layer).
     activation : None, "relu", "tanh", "sigmoid", "gelu" or callable
         As in :func:`netinit.diversity.diversity`.
     path : str or PathLike, optional

@@ -1,11 +1,8 @@
-"""Command-line glue for experiments: ``netinit experiment``, ``netinit compare RESULTS_DIR`` and
-``netinit analyze CKPT --workers N``.
+"""Command-line glue for experiments: ``netinit experiment CONFIG -o RESULTS`` and
+``netinit results RESULTS -o REPORT``.
 
-``netinit.cli`` calls :func:`add_experiment_commands` to add the ``experiment`` subcommand,
-dispatches ``netinit compare X -o DIR`` with a single positional argument that is a results
-folder (:func:`is_results_dir`) to :func:`compare_results_command`, and ``netinit analyze`` with
-``--workers`` above 1 or a ``--scheduler`` to :func:`analyze_parallel_command`. ``python -m analysis.cli``
-is the same as ``netinit``.
+:func:`netinit.cli.build_parser` calls :func:`add_experiment_commands` to add both subcommands.
+This module imports the core (:mod:`netinit.cliargs`), never :mod:`netinit.cli`.
 
 Exit status: 0 success (runs that diverged are results, not errors), 1 bad input or runs that
 raised (rerun to retry them), 2 usage.
@@ -18,26 +15,22 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+from netinit.cliargs import err as _err
+from netinit.cliargs import positive_int, scheduler_address
 
 __all__ = [
     "add_experiment_commands",
-    "add_compare_results_options",
     "cmd_experiment",
-    "compare_results_command",
-    "analyze_parallel_command",
+    "cmd_results",
     "is_results_dir",
-    "main",
 ]
-
-
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def is_results_dir(path: str | os.PathLike) -> bool:
     """Whether ``path`` is an experiment results folder (it holds ``experiment.json``)."""
-    from analysis.runner import MANIFEST
+    from netinit.experiments.runner import MANIFEST
 
     return (Path(path) / MANIFEST).is_file()
 
@@ -66,8 +59,8 @@ def _reporter(quiet: bool):
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run (or resume) the grid of a config file into a results folder."""
-    from analysis.config import config_hash, load_config, override
-    from analysis.runner import run_grid, run_path
+    from netinit.experiments.config import config_hash, load_config, override
+    from netinit.experiments.runner import run_grid, run_path
 
     if not Path(args.config).exists():
         raise FileNotFoundError(f"{args.config}: no such file")
@@ -100,28 +93,27 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                    allow_mixed=args.allow_mixed, progress=_reporter(args.quiet))
     if not args.quiet:
         _err(f"netinit experiment: {res.summary()}")
-        _err(f"netinit experiment: next: netinit compare {args.output} -o REPORT_DIR")
+        _err(f"netinit experiment: next: netinit results {args.output} -o REPORT_DIR")
     return 1 if res.errors else 0
 
 
-def add_experiment_commands(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``experiment`` to an ``argparse`` subparsers object; returns its parser."""
-    from netinit.cli import _positive_int, _scheduler_address
-
+def add_experiment_commands(subparsers: Any) -> list[argparse.ArgumentParser]:
+    """Add ``experiment`` and ``results`` to an ``argparse`` subparsers object; returns their parsers."""
     e = subparsers.add_parser(
         "experiment", help="run a grid of (initialisation method, seed) from a TOML config, resumably",
         description="Train every (condition, seed) of the config not yet finished in the results folder; "
-                    "then `netinit compare RESULTS_DIR -o REPORT_DIR`.")
+                    "then `netinit results RESULTS_DIR -o REPORT_DIR`. Needs the experiments extra "
+                    "(pip install 'netinit[experiments]').")
     e.add_argument("config", help="experiment config (TOML), e.g. analysis/configs/pa_vs_baseline.toml")
     e.add_argument("-o", "--output", required=True, help="results folder (created; reruns resume it)")
-    e.add_argument("--seeds", type=_positive_int, help="number of seeds (overrides grid.seeds; a pilot: 5)")
+    e.add_argument("--seeds", type=positive_int, help="number of seeds (overrides grid.seeds; a pilot: 5)")
     e.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=5 --set 'model.hidden=[32, 32]'")
-    e.add_argument("--scheduler", metavar="ADDRESS", type=_scheduler_address,
+    e.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_address,
                    help="Dask scheduler of a running cluster (default: a local cluster on 127.0.0.1)")
-    e.add_argument("--workers", type=_positive_int, default=max(1, min(4, os.cpu_count() or 1)),
+    e.add_argument("--workers", type=positive_int, default=max(1, min(4, os.cpu_count() or 1)),
                    help="worker processes of the local cluster (default: cores, at most 4)")
-    e.add_argument("--threads", type=_positive_int, default=1,
+    e.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads per run (default 1; results can depend on it, it is recorded)")
     e.add_argument("--serial", action="store_true", help="run in this process, no Dask")
     e.add_argument("--allow-mixed", action="store_true",
@@ -129,69 +121,38 @@ def add_experiment_commands(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument("--dry-run", action="store_true", help="print the grid's size and what is finished")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress")
     e.set_defaults(func=cmd_experiment)
-    return e
+
+    r = subparsers.add_parser(
+        "results", help="paired statistics, figures and report of an experiment results folder",
+        description="Compare the methods of a results folder written by `netinit experiment` over its seeds.")
+    r.add_argument("a", metavar="RESULTS", help="results folder (holds experiment.json)")
+    r.add_argument("-o", "--output", required=True, help="output folder for tables, figures and report.html")
+    r.add_argument("--config-hash", help="results folder with several configs: which one")
+    r.add_argument("--metric", default="test_acc", help="outcome of the comparisons (default test_acc)")
+    r.add_argument("--no-plots", action="store_true", help="tables only")
+    r.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    r.add_argument("--force", action="store_true", help="write into a folder that holds other files")
+    r.add_argument("-q", "--quiet", action="store_true", help="no messages")
+    r.set_defaults(func=cmd_results)
+    return [e, r]
 
 
-def add_compare_results_options(parser: argparse.ArgumentParser) -> None:
-    """Options of ``netinit compare RESULTS_DIR`` that the two-checkpoint form lacks."""
-    parser.add_argument("--config-hash", help="results folder with several configs: which one")
-    parser.add_argument("--metric", default="test_acc",
-                        help="outcome of the comparisons for a results folder (default test_acc)")
+def cmd_results(args: argparse.Namespace) -> int:
+    """``netinit results RESULTS_DIR -o REPORT_DIR``: statistics, figures and report of a grid."""
+    from netinit.errors import NetinitError
+    from netinit.experiments.report import compare_results
 
-
-def compare_results_command(args: argparse.Namespace) -> int:
-    """``netinit compare RESULTS_DIR -o REPORT_DIR``: statistics, figures and report of a grid.
-
-    Reads ``args.a`` (the folder), ``args.output``; optionally ``force``, ``quiet``, ``json``,
-    ``no_plots``, ``config_hash``, ``metric``.
-    """
-    from analysis.report import compare_results
-
-    if getattr(args, "output", None) is None:
-        raise SystemExit("netinit compare: give an output folder with -o DIR")
-    rep = compare_results(args.a, args.output, config_hash=getattr(args, "config_hash", None),
-                          metric=getattr(args, "metric", "test_acc"), force=getattr(args, "force", False),
-                          plots=not getattr(args, "no_plots", False))
-    if getattr(args, "json", False):
+    if not is_results_dir(args.a):
+        raise NetinitError(f"{args.a}: not an experiment results folder (no experiment.json)")
+    rep = compare_results(args.a, args.output, config_hash=args.config_hash, metric=args.metric,
+                          overwrite=args.force, plots=not args.no_plots)
+    if args.json:
         print(json.dumps(rep.summary(), indent=2, default=str))
-    if not getattr(args, "quiet", False):
+    if not args.quiet:
         for line in rep.headlines:
-            _err(f"netinit compare: {line}")
+            _err(f"netinit results: {line}")
         if rep.notes:
-            _err(f"netinit compare: {len(rep.notes)} note(s) in the report, e.g. {rep.notes[0]}")
-        _err(f"netinit compare: wrote {len(rep.files)} files to {args.output} "
+            _err(f"netinit results: {len(rep.notes)} note(s) in the report, e.g. {rep.notes[0]}")
+        _err(f"netinit results: wrote {len(rep.files)} files to {args.output} "
              f"(open {Path(args.output) / 'report.html'})")
     return 0
-
-
-def analyze_parallel_command(args: argparse.Namespace) -> Any:
-    """The :class:`~netinit.analyzer.Analysis` of ``netinit analyze CKPT --workers N [--scheduler ADDRESS]``.
-
-    Reads ``args.checkpoint``, ``workers``, ``scheduler``, ``layers``, ``centrality``, ``k``,
-    ``seed``, ``quiet``; refuses the options the workers cannot reproduce (they open the file by
-    its path alone): ``--data``, ``--key``, ``--layout``, ``--embeddings``.
-    """
-    from analysis.parallel import analyze_parallel
-
-    given = [opt for opt, value in (("--data", args.data), ("--key", args.key), ("--layout", args.layout),
-                                    ("--embeddings", args.embeddings)) if value]
-    if given:
-        raise SystemExit(f"netinit analyze: --workers/--scheduler cannot be combined with {', '.join(given)}; "
-                         "drop them, or analyse in one process (--workers 1, no --scheduler)")
-    if not args.quiet:
-        where = f"on {args.scheduler}" if args.scheduler else f"on a local cluster of {args.workers} worker processes"
-        _err(f"netinit analyze: one task per layer {where}")
-    return analyze_parallel(args.checkpoint, workers=args.workers, scheduler=args.scheduler, layers=args.layers,
-                            centrality=None if args.centrality == "none" else args.centrality,
-                            k=args.k, seed=args.seed)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m analysis.cli ...`` is ``netinit ...`` (one command line for everything)."""
-    from netinit.cli import main as netinit_main
-
-    return netinit_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

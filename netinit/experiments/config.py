@@ -34,12 +34,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+import tomllib
 
 from netinit.errors import NetinitError
 
@@ -78,7 +79,7 @@ INITIALISERS = ("default", "kaiming_uniform", "kaiming_normal", "xavier_uniform"
 MODIFIERS = ("stabilize", "decorrelated", "decorrelated_backprop", "pa")
 #: Decorrelation regularisers (``netinit.diversity.regularisers.PENALTIES``) and ``none``.
 REGULARISERS = ("none", "decov", "activation_correlation", "weight_correlation", "orthogonality")
-#: Architectures of :mod:`analysis.models`.
+#: Architectures of :mod:`netinit.experiments.models`.
 ARCHS = ("mlp", "cnn", "resnet")
 ACTIVATIONS = ("relu", "tanh", "gelu")
 OPTIMIZERS = ("sgd", "adam")
@@ -86,7 +87,7 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 SCHEDULES = ("constant", "first_epochs", "linear", "cosine", "adaptive")
 PA_PASSES = ("both", "rows", "cols")
 #: The bundled configurations (``analysis/configs``).
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "analysis" / "configs"
 #: Environment variable that shrinks notebook grids to a smoke test (:func:`for_notebook`).
 SMALL_ENV = "NETINIT_NOTEBOOK_SMALL"
 #: Environment variable naming the folder where notebooks keep their results (default ``out/notebooks``).
@@ -109,7 +110,7 @@ def _positive(section: str, key: str, value: float, *, allow_zero: bool = False)
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``[data]``: which data set (``netinit.datasets``) and how it is split."""
+    """``[data]``: which data set (``netinit.experiments.datasets``) and how it is split."""
 
     name: str = "digits"
     path: str | None = None       #: mnist / fashion_mnist: IDX folder or .npz; cifar10: cifar-10-batches-py or .npz
@@ -118,7 +119,7 @@ class DataConfig:
     n_samples: int = 3000         #: synthetic only
 
     def __post_init__(self) -> None:
-        from netinit.datasets import DATASETS
+        from netinit.experiments.datasets import DATASETS
 
         _choice("data", "name", self.name.replace("-", "_"), DATASETS)
         if not 0.0 < self.test_size < 1.0:
@@ -133,7 +134,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """``[model]``: the architecture (:mod:`analysis.models`)."""
+    """``[model]``: the architecture (:mod:`netinit.experiments.models`)."""
 
     arch: str = "mlp"
     hidden: tuple[int, ...] = (64,)          #: mlp: hidden widths (depth = their number)
@@ -490,7 +491,7 @@ def _small() -> bool:
 def notebook_dir(name: str) -> Path:
     """The results folder of notebook experiment ``name``: ``$NETINIT_NOTEBOOK_OUT/name`` (``-small``
     appended in the small mode), by default under ``out/notebooks`` of the repository."""
-    root = Path(os.environ.get(OUT_ENV, "") or Path(__file__).resolve().parent.parent / "out" / "notebooks")
+    root = Path(os.environ.get(OUT_ENV, "") or Path(__file__).resolve().parents[2] / "out" / "notebooks")
     return root / (name + ("-small" if _small() else ""))
 
 

@@ -19,7 +19,7 @@ Initialisation (:func:`initialise`) of every Linear/Conv weight (the canonical m
 weight reshaped to ``(out, in * prod(k))``, see :mod:`netinit`):
 
 1. the **base draw** from the method's initialiser with a ``torch.Generator`` seeded from
-   ``(seed, "<layer>.weight")`` (:func:`netinit._rng.layer_seed_sequence`), so for a seed every
+   ``(seed, "<layer>.weight")`` (:func:`netinit._rng.torch_seed`), so for a seed every
    method with the same base starts from the same draw, and a layer's draw does not depend on the
    others;
 2. the **modifiers** in order, each on top of the current weights: ``stabilize`` keeps, of the
@@ -42,24 +42,19 @@ import math
 from collections import OrderedDict
 from typing import Any
 
-import numpy as np
+from netinit._rng import torch_seed
+from netinit.experiments.config import InitConfig, Method, ModelConfig
 
-from analysis.config import InitConfig, Method, ModelConfig
-from netinit._rng import layer_seed_sequence
-
-__all__ = ["build_model", "input_shape", "weight_layers", "initialise", "seed_int"]
+__all__ = ["build_model", "input_shape", "weight_layers", "initialise"]
 
 
-def seed_int(seed: int, name: str) -> int:
-    """A 63-bit integer seed for a ``torch.Generator``, from the run seed and a stream name."""
-    return int(layer_seed_sequence(seed, name).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def input_shape(n_features: int, image_shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """The shape ``(channels, *spatial)`` the CNNs see the flattened (channel-first) inputs as.
 
     In order: ``image_shape`` when given; the image shape of a data set of
-    :data:`netinit.datasets.IMAGE_SHAPES` with ``n_features`` inputs (3072: CIFAR-10's
+    :data:`netinit.experiments.datasets.IMAGE_SHAPES` with ``n_features`` inputs (3072: CIFAR-10's
     ``(3, 32, 32)``); the grey image ``(1, s, s)`` when ``n_features = s^2`` with ``s >= 4``;
     else the 1-D signal ``(1, n_features)``.
 
@@ -73,7 +68,7 @@ def input_shape(n_features: int, image_shape: tuple[int, ...] | None = None) -> 
     >>> input_shape(3072), input_shape(784), input_shape(40)
     ((3, 32, 32), (1, 28, 28), (1, 40))
     """
-    from netinit.datasets import IMAGE_SHAPES
+    from netinit.experiments.datasets import IMAGE_SHAPES
 
     if image_shape is not None:
         shape = tuple(int(d) for d in image_shape)
@@ -173,7 +168,7 @@ def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
 
     Examples
     --------
-    >>> from analysis.config import ModelConfig
+    >>> from netinit.experiments.config import ModelConfig
     >>> m = build_model(ModelConfig(arch="mlp", hidden=(32, 16)), 64, 10)
     >>> list(weight_layers(m))
     ['fc1', 'fc2', 'out']
@@ -186,11 +181,11 @@ def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
 
 
 def weight_layers(model: Any) -> dict[str, Any]:
-    """The Linear and Conv modules of ``model`` by qualified name, in module order."""
-    import torch.nn as nn
+    """The Linear and Conv modules of ``model`` by qualified name, in module order
+    (:func:`netinit.layers.weight_modules`)."""
+    from netinit.layers import weight_modules
 
-    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    return {name: m for name, m in model.named_modules() if isinstance(m, kinds)}
+    return weight_modules(model)
 
 
 def _base_fn(base: str) -> Any:
@@ -229,7 +224,7 @@ def initialise(model: Any, method: Method, seed: int, options: InitConfig) -> di
     model : torch.nn.Module
         From :func:`build_model`.
     method : Method
-        Base initialiser and modifiers (:func:`analysis.config.parse_method`).
+        Base initialiser and modifiers (:func:`netinit.experiments.config.parse_method`).
     seed : int
         Run seed; with the layer names it determines every draw.
     options : InitConfig
@@ -249,19 +244,19 @@ def initialise(model: Any, method: Method, seed: int, options: InitConfig) -> di
     with torch.no_grad():
         for name, m in weight_layers(model).items():
             w = m.weight
-            g = torch.Generator().manual_seed(seed_int(seed, f"{name}.weight"))
+            g = torch.Generator().manual_seed(torch_seed(seed, f"{name}.weight"))
             _base_fn(method.base)(w, generator=g)
             bias = getattr(m, "bias", None)
             if bias is not None:
                 bound = 1.0 / math.sqrt(w[0].numel()) if w[0].numel() > 0 else 0.0
                 init.uniform_(bias, -bound, bound,
-                              generator=torch.Generator().manual_seed(seed_int(seed, f"{name}.bias")))
+                              generator=torch.Generator().manual_seed(torch_seed(seed, f"{name}.bias")))
                 _fingerprint(base_h, bias)
             _fingerprint(base_h, w)
             for mod in method.modifiers:
                 if mod == "stabilize":
                     _stabilized(w, method.base, options.stabilize_k,
-                                torch.Generator().manual_seed(seed_int(seed, f"{name}.stabilize")))
+                                torch.Generator().manual_seed(torch_seed(seed, f"{name}.stabilize")))
                 elif mod in ("decorrelated", "decorrelated_backprop"):
                     from netinit.diversity import decorrelate
 
@@ -272,7 +267,7 @@ def initialise(model: Any, method: Method, seed: int, options: InitConfig) -> di
                 else:
                     from netinit.rewire import pa_rewire_
 
-                    pa_rewire_(w, generator=torch.Generator().manual_seed(seed_int(seed, f"{name}.pa")),
+                    pa_rewire_(w, generator=torch.Generator().manual_seed(torch_seed(seed, f"{name}.pa")),
                                passes=options.pa_passes)
             _fingerprint(final_h, w)
             if bias is not None:

@@ -7,7 +7,7 @@ notebook, ``fig.savefig(path)`` writes it.
 * :func:`learning_curves`: a metric per epoch, mean over seeds with a 95% bootstrap band, per
   method;
 * :func:`improvement_per_epoch`: the paired relative improvement over the baseline per epoch with
-  its confidence band (table of :func:`analysis.stats.relative_improvement`);
+  its confidence band (table of :func:`netinit.experiments.stats.relative_improvement`);
 * :func:`critical_difference`: the critical-difference diagram of a Friedman/Nemenyi analysis
   (:func:`scikit_posthocs.critical_difference_diagram`);
 * :func:`strength_vs_accuracy`: a layer statistic at initialisation (strength variance) against
@@ -90,7 +90,7 @@ def improvement_per_epoch(rel: pd.DataFrame, *, baseline: str, metric: str = "te
                           order: Sequence[str] | None = None) -> Any:
     """Relative improvement over ``baseline`` per epoch (percent), with its bootstrap CI band.
 
-    ``rel`` is the table of :func:`analysis.stats.relative_improvement` (``epoch, method,
+    ``rel`` is the table of :func:`netinit.experiments.stats.relative_improvement` (``epoch, method,
     rel_improvement, ci_low, ci_high``).
     """
     order = list(order) if order is not None else sorted(rel["method"].unique())
@@ -179,7 +179,7 @@ def structure_shift(change: pd.DataFrame, *, measures: Sequence[str] = ("in_stre
                     order: Sequence[str] | None = None) -> Any:
     """Per layer, the mean over seeds (95% CI) of each measure for random and trained weights.
 
-    ``change`` is the table of :func:`analysis.structure.structure_change` (``method, seed, layer,
+    ``change`` is the table of :func:`netinit.experiments.structure.structure_change` (``method, seed, layer,
     measure, random, trained``).
     """
     import seaborn as sns

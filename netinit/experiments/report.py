@@ -1,26 +1,26 @@
 """Compare the methods of a results folder: statistics tables, figures and an HTML report.
 
 :func:`analyse` (pure: tables and sentences, no files) and :func:`write_report` (files) make up
-:func:`compare_results`, which ``netinit compare RESULTS_DIR -o REPORT_DIR`` calls. This module
+:func:`compare_results`, which ``netinit results RESULTS_DIR -o REPORT_DIR`` calls. This module
 assembles them and re-exports the names of the modules that do the work:
-:mod:`analysis.report_tables` (:class:`ResultsReport` and the statistics tables),
-:mod:`analysis.report_text` (the sentences, :func:`conclusion_text`, :func:`claim_check`),
-:mod:`analysis.report_html` (:func:`write_report`: CSV, PNG, JSON and HTML files) and
-:mod:`analysis.structure` (:func:`structure_change`, :func:`structure_tests`); the figures are
-drawn by :mod:`analysis.plots`.
+:mod:`netinit.experiments.report_tables` (:class:`ResultsReport` and the statistics tables),
+:mod:`netinit.experiments.report_text` (the sentences, :func:`conclusion_text`, :func:`claim_check`),
+:mod:`netinit.experiments.report_html` (:func:`write_report`: CSV, PNG, JSON and HTML files) and
+:mod:`netinit.experiments.structure` (:func:`structure_change`, :func:`structure_tests`); the figures are
+drawn by :mod:`netinit.experiments.plots`.
 
 **Comparisons.** Every condition against the config's baseline; every method with modifiers
 against the unmodified method of the same base initialiser (``kaiming_normal+pa`` against
 ``kaiming_normal``: the same initial draw, rewired or not); every regularised condition against the
 same method without regulariser. Each comparison is paired by seed
-(:func:`analysis.stats.paired_comparison`): mean difference with a BCa bootstrap 95% CI, Cohen's
+(:func:`netinit.experiments.stats.paired_comparison`): mean difference with a BCa bootstrap 95% CI, Cohen's
 ``d_z``, Wilcoxon signed-rank and paired t p-values, Holm-adjusted over all comparisons of the
 table, and win/tie/loss counts. Two outcomes: the metric at the last epoch (``final``), and its
 mean over epochs ``1..min(5, epochs)`` (``early``: the papers' "first epochs"). Also: the
-relative improvement over the baseline per epoch (:func:`analysis.stats.relative_improvement`),
+relative improvement over the baseline per epoch (:func:`netinit.experiments.stats.relative_improvement`),
 a Friedman test with Nemenyi post-hoc and critical difference over all conditions
-(:func:`analysis.stats.friedman_nemenyi`), and the seeds a paired t-test would need to detect each
-observed difference with 80% power (:func:`analysis.stats.seeds_needed`, the folder as a pilot).
+(:func:`netinit.experiments.stats.friedman_nemenyi`), and the seeds a paired t-test would need to detect each
+observed difference with 80% power (:func:`netinit.experiments.stats.seeds_needed`, the folder as a pilot).
 
 A verdict is "significant" when the Holm-adjusted Wilcoxon p-value is below ``alpha``. Runs that
 diverged are listed and left out; a comparison uses the seeds where both of its conditions
@@ -36,23 +36,23 @@ import warnings
 
 import pandas as pd
 
-from analysis.config import ExperimentConfig
-from analysis.config import config_hash as _config_hash
-from analysis.report_html import REPORT_FILES, write_report
-from analysis.report_tables import (
+from netinit.experiments.config import ExperimentConfig
+from netinit.experiments.config import config_hash as _config_hash
+from netinit.experiments.report_html import REPORT_FILES, write_report
+from netinit.experiments.report_tables import (
     ResultsReport,
-    _compare,
-    _outcome,
-    _pairing,
-    _power,
-    _runs_index,
+    compare_table,
     epoch_table,
     layer_table,
+    outcome_column,
+    pairing_check,
     planned_comparisons,
+    power_rows,
+    runs_index,
 )
-from analysis.report_text import _headline, _p, _sentence, claim_check, conclusion_text
-from analysis.stats import StatsError, friedman_nemenyi, relative_improvement
-from analysis.structure import structure_change, structure_tests
+from netinit.experiments.report_text import claim_check, conclusion_text, headline_text, p_text, sentence_text
+from netinit.experiments.stats import StatsError, friedman_nemenyi, relative_improvement
+from netinit.experiments.structure import structure_change, structure_tests
 
 __all__ = ["ResultsReport", "analyse", "write_report", "compare_results", "planned_comparisons",
            "epoch_table", "layer_table", "conclusion_text", "claim_check", "structure_change",
@@ -71,7 +71,7 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
     cfg : ExperimentConfig
         The config the runs belong to (its grid gives the baseline and the comparisons).
     runs : DataFrame
-        The concatenated run tables (:func:`analysis.runner.load_results`).
+        The concatenated run tables (:func:`netinit.experiments.runner.load_results`).
     metric : str
         A per-epoch measure: ``test_acc`` (default), ``train_acc``, ``test_loss``, ``train_loss``.
     alpha : float
@@ -79,13 +79,13 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
     figures : bool
         Also draw the figures (``report.figures``).
     """
-    from analysis import plots
+    from netinit.experiments import plots
 
     if metric not in ("test_acc", "train_acc", "test_loss", "train_loss"):
         raise ValueError(f"metric must be one of test_acc, train_acc, test_loss, train_loss; got {metric!r}")
     order = [c.label for c in cfg.grid.conditions() if c.label in set(runs["method"])]
     base = cfg.grid.baseline_label
-    idx = _runs_index(runs, metric)
+    idx = runs_index(runs, metric)
     tables: dict[str, pd.DataFrame] = {"runs": idx}
     notes: list[str] = []
     failed = idx[idx["status"] != "ok"]
@@ -94,7 +94,7 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
         notes.append(f"{len(failed)} run(s) diverged and are left out: "
                      + ", ".join(f"{r.method} seed {r.seed}" for r in failed.head(10).itertuples())
                      + (" ..." if len(failed) > 10 else ""))
-    tables["pairing"], more = _pairing(idx)
+    tables["pairing"], more = pairing_check(idx)
     notes += more
     ok_keys = idx[idx["status"] == "ok"].set_index(["method", "seed"]).index
     ep = epoch_table(runs)
@@ -103,7 +103,7 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
     lay = lay[lay.set_index(["method", "seed"]).index.isin(ok_keys)]
     E = cfg.train.epochs
     early = list(range(1, min(EARLY_EPOCHS, E) + 1))
-    final_v, early_v = _outcome(ep, metric, [E]), _outcome(ep, metric, early)
+    final_v, early_v = outcome_column(ep, metric, [E]), outcome_column(ep, metric, early)
     tables["summary"] = (ep[ep["epoch"] == E].groupby("method")[[c for c in ("test_acc", "test_loss",
                          "train_acc", "train_loss") if c in ep.columns]].agg(["mean", "std", "count"]))
     tables["summary"].columns = ["_".join(c) for c in tables["summary"].columns]
@@ -121,14 +121,14 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
     pairs = planned_comparisons(cfg)
     final_what = f"{metric} at the last epoch ({E})"
     early_what = f"mean {metric} over epochs {early[0]}-{early[-1]}"
-    tables["paired_final"], n1 = _compare(final_v, pairs)
-    tables["paired_early"], n2 = _compare(early_v, pairs)
+    tables["paired_final"], n1 = compare_table(final_v, pairs)
+    tables["paired_early"], n2 = compare_table(early_v, pairs)
     notes += n1 + [n for n in n2 if n not in n1]
     for key, what in (("paired_final", final_what), ("paired_early", early_what)):
-        conclusions.append(_headline(tables[key], what, alpha))
+        conclusions.append(headline_text(tables[key], what, alpha))
     for key, what in (("paired_final", final_what), ("paired_early", early_what)):
-        conclusions += [_sentence(r, what, metric, alpha) for r in tables[key].itertuples(index=False)]
-    tables["power"] = _power(final_v, tables["paired_final"]) if not tables["paired_final"].empty else pd.DataFrame()
+        conclusions += [sentence_text(r, what, metric, alpha) for r in tables[key].itertuples(index=False)]
+    tables["power"] = power_rows(final_v, tables["paired_final"]) if not tables["paired_final"].empty else pd.DataFrame()
     for r in tables["power"].itertuples(index=False):
         need = "no number of seeds (the pilot shows no difference)" if pd.isna(r.seeds_needed_80) else \
             f"about {int(r.seeds_needed_80)} seeds"
@@ -155,7 +155,7 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
         tables["nemenyi"] = fr.nemenyi.rename_axis("method").reset_index()
         conclusions.append(
             f"Friedman test over {len(fr.ranks)} conditions and {fr.n_blocks} complete seeds ({final_what}): "
-            f"chi2 = {fr.statistic:.2f}, {_p(fr.pvalue)}; best average rank {fr.ranks.index[0]} "
+            f"chi2 = {fr.statistic:.2f}, {p_text(fr.pvalue)}; best average rank {fr.ranks.index[0]} "
             f"({fr.ranks.iloc[0]:.2f}), worst {fr.ranks.index[-1]} ({fr.ranks.iloc[-1]:.2f}); Nemenyi critical "
             f"difference {fr.cd:.2f} ranks: the two are "
             + ("separated." if fr.ranks.iloc[-1] - fr.ranks.iloc[0] > fr.cd else "not separated."))
@@ -189,13 +189,13 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
 
 
 def compare_results(results_dir: str | os.PathLike, out_dir: str | os.PathLike, *, config_hash: str | None = None,
-                    metric: str = "test_acc", plots: bool = True, force: bool = False) -> ResultsReport:
-    """Statistics tables, figures and an HTML report of a results folder (``netinit compare DIR``).
+                    metric: str = "test_acc", plots: bool = True, overwrite: bool = False) -> ResultsReport:
+    """Statistics tables, figures and an HTML report of a results folder (``netinit results DIR``).
 
     Parameters
     ----------
     results_dir : path
-        A folder written by :func:`analysis.runner.run_grid`.
+        A folder written by :func:`netinit.experiments.runner.run_grid`.
     out_dir : path
         The report folder (created; an earlier report there is replaced).
     config_hash : str, optional
@@ -204,7 +204,7 @@ def compare_results(results_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         Outcome of the comparisons.
     plots : bool, default True
         Draw the figures.
-    force : bool, default False
+    overwrite : bool, default False
         Write into a folder holding other files.
 
     Returns
@@ -217,9 +217,9 @@ def compare_results(results_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     ResultsFolderError
         Not a results folder, or no finished run.
     """
-    from analysis.runner import load_results
+    from netinit.experiments.runner import load_results
 
     cfg, runs = load_results(results_dir, config_hash=config_hash)
     rep = analyse(cfg, runs, metric=metric, figures=plots)
-    write_report(rep, out_dir, force=force)
+    write_report(rep, out_dir, overwrite=overwrite)
     return rep

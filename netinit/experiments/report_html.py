@@ -1,6 +1,6 @@
 """The files of a results-folder comparison: CSV tables, PNG figures, ``summary.json`` and ``report.html``.
 
-:func:`write_report` writes a :class:`~analysis.report_tables.ResultsReport` into a report folder
+:func:`write_report` writes a :class:`~netinit.experiments.report_tables.ResultsReport` into a report folder
 (the entries :data:`REPORT_FILES`); the HTML page puts the verdicts, the notes, an at-a-glance
 table per outcome, the figures, every comparison in words and every table in one document.
 """
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.config import config_to_dict
-from analysis.report_tables import _VERSIONS, ResultsReport
-from analysis.report_text import _fmt_p, _pts
+from netinit.experiments.config import config_to_dict
+from netinit.experiments.report_tables import VERSION_COLUMNS, ResultsReport
+from netinit.experiments.report_text import fmt_p, pts_text
 
 __all__ = ["write_report", "REPORT_FILES"]
 
@@ -62,11 +62,11 @@ def _glance(t: pd.DataFrame, metric: str, alpha: float) -> pd.DataFrame:
     sign = -1.0 if "loss" in metric else 1.0
     return pd.DataFrame({
         "comparison": t["method"] + " vs " + t["reference"], "kind": t["kind"], "seeds": t["n"],
-        "difference (95% CI)": [f"{_pts(sign * r.mean_diff, metric)} ({_pts(sign * r.diff_ci_low, metric)} to "
-                                f"{_pts(sign * r.diff_ci_high, metric)})" for r in t.itertuples()],
+        "difference (95% CI)": [f"{pts_text(sign * r.mean_diff, metric)} ({pts_text(sign * r.diff_ci_low, metric)} to "
+                                f"{pts_text(sign * r.diff_ci_high, metric)})" for r in t.itertuples()],
         "relative": [f"{100 * x:+.2f}%" for x in t["rel_improvement"]],
-        "Wilcoxon p (Holm)": [f"{_fmt_p(a)} ({_fmt_p(b)})" for a, b in zip(t["p_wilcoxon"], t["p_wilcoxon_holm"])],
-        "t-test p (Holm)": [f"{_fmt_p(a)} ({_fmt_p(b)})" for a, b in zip(t["p_ttest"], t["p_ttest_holm"])],
+        "Wilcoxon p (Holm)": [f"{fmt_p(a)} ({fmt_p(b)})" for a, b in zip(t["p_wilcoxon"], t["p_wilcoxon_holm"])],
+        "t-test p (Holm)": [f"{fmt_p(a)} ({fmt_p(b)})" for a, b in zip(t["p_ttest"], t["p_ttest_holm"])],
         "wins/ties/losses": [f"{r.wins}/{r.ties}/{r.losses}" for r in t.itertuples()],
         "verdict": ["better" if (h < alpha and d > 0) else "worse" if h < alpha else "no significant difference"
                     for h, d in zip(t["p_wilcoxon_holm"], t["mean_diff"])],
@@ -77,7 +77,7 @@ def _html(rep: ResultsReport, figs: dict[str, str]) -> str:
     cfg = rep.config
     c = config_to_dict(cfg)
     runs = rep.tables["runs"]
-    vers = "; ".join(f"{k.split('_')[0]} {', '.join(map(str, runs[k].unique()))}" for k in _VERSIONS if k in runs)
+    vers = "; ".join(f"{k.split('_')[0]} {', '.join(map(str, runs[k].unique()))}" for k in VERSION_COLUMNS if k in runs)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(cfg.name)}: comparison"
              f"</title><style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(cfg.name)}: which initialisation trains better?</h1>",
@@ -115,17 +115,17 @@ def _html(rep: ResultsReport, figs: dict[str, str]) -> str:
     return "\n".join(parts)
 
 
-def write_report(rep: ResultsReport, out_dir: str | os.PathLike, *, force: bool = False) -> list[Path]:
+def write_report(rep: ResultsReport, out_dir: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
     """Write ``tables/*.csv``, ``figures/*.png``, ``summary.json`` and ``report.html``.
 
     Raises
     ------
     OutputError
-        ``out_dir`` holds files other than an earlier report (unless ``force``).
+        ``out_dir`` holds files other than an earlier report (unless ``overwrite``).
     """
     from netinit._io import atomic_path, prepare_output_dir
 
-    out = prepare_output_dir(out_dir, owned=REPORT_FILES, force=force)
+    out = prepare_output_dir(out_dir, owned=REPORT_FILES, overwrite=overwrite)
     (out / "tables").mkdir(exist_ok=True)
     files: list[Path] = []
     for key, df in rep.tables.items():

@@ -1,10 +1,10 @@
 """The tables of a results-folder comparison, and :class:`ResultsReport`, which holds them.
 
-Pure pandas and :mod:`analysis.stats` on the run tables of :func:`analysis.runner.load_results`:
+Pure pandas and :mod:`netinit.experiments.stats` on the run tables of :func:`netinit.experiments.runner.load_results`:
 the per-epoch and per-layer tables, the comparisons a config plans, the run index with its pairing
 check, the outcomes, the paired comparisons with Holm's correction and the seeds needed. What the
-comparisons are is stated in :mod:`analysis.report`, which assembles these tables in
-:func:`analysis.report.analyse`.
+comparisons are is stated in :mod:`netinit.experiments.report`, which assembles these tables in
+:func:`netinit.experiments.report.analyse`.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.config import Condition, ExperimentConfig, Method
-from analysis.stats import StatsError, holm, paired_comparison, paired_differences, seeds_needed
+from netinit.experiments.config import Condition, ExperimentConfig, Method
+from netinit.experiments.stats import StatsError, holm, paired_comparison, paired_differences, seeds_needed
 
 __all__ = ["ResultsReport", "epoch_table", "layer_table", "planned_comparisons"]
 
-_VERSIONS = ("python_version", "torch_version", "numpy_version", "netinit_version")
+VERSION_COLUMNS = ("python_version", "torch_version", "numpy_version", "netinit_version")
 
 
 @dataclass
 class ResultsReport:
-    """Everything :func:`analysis.report.analyse` computed: tables, sentences and (unsaved) figures."""
+    """Everything :func:`netinit.experiments.report.analyse` computed: tables, sentences and (unsaved) figures."""
 
     config: ExperimentConfig
     config_hash: str
@@ -71,7 +71,7 @@ def layer_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def planned_comparisons(cfg: ExperimentConfig) -> list[tuple[str, str, str]]:
-    """``(condition, reference, kind)`` for every comparison the report makes (:mod:`analysis.report`)."""
+    """``(condition, reference, kind)`` for every comparison the report makes (:mod:`netinit.experiments.report`)."""
     conds = cfg.grid.conditions()
     labels = {c.label for c in conds}
     base = cfg.grid.baseline_label
@@ -90,9 +90,9 @@ def planned_comparisons(cfg: ExperimentConfig) -> list[tuple[str, str, str]]:
     return out
 
 
-def _runs_index(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+def runs_index(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     meta = [c for c in ("init", "base", "regulariser", "status", "error", "base_draw", "data_order", "seconds",
-                        *_VERSIONS) if c in runs.columns]
+                        *VERSION_COLUMNS) if c in runs.columns]
     idx = runs.groupby(["method", "seed"], sort=False)[meta].first()
     ep = runs[runs["layer"] == ""]
     idx["last_epoch"] = ep.groupby(["method", "seed"])["epoch"].max()
@@ -100,7 +100,7 @@ def _runs_index(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return idx.reset_index().sort_values(["method", "seed"]).reset_index(drop=True)
 
 
-def _pairing(idx: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def pairing_check(idx: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     ok = idx[idx["status"] == "ok"]
     orders = ok.groupby("seed")["data_order"].nunique()
     draws = ok.groupby(["seed", "base"])["base_draw"].nunique()
@@ -113,7 +113,7 @@ def _pairing(idx: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return table, notes
 
 
-def _outcome(ep: pd.DataFrame, metric: str, epochs: list[int]) -> pd.DataFrame:
+def outcome_column(ep: pd.DataFrame, metric: str, epochs: list[int]) -> pd.DataFrame:
     part = ep[ep["epoch"].isin(epochs)].dropna(subset=[metric])
     v = part.groupby(["method", "seed"])[metric].mean()
     if "loss" in metric:  # lower is better: compare the negative loss so "higher is better" holds
@@ -121,7 +121,7 @@ def _outcome(ep: pd.DataFrame, metric: str, epochs: list[int]) -> pd.DataFrame:
     return v.rename("value").reset_index()
 
 
-def _compare(values: pd.DataFrame, pairs: list[tuple[str, str, str]]) -> tuple[pd.DataFrame, list[str]]:
+def compare_table(values: pd.DataFrame, pairs: list[tuple[str, str, str]]) -> tuple[pd.DataFrame, list[str]]:
     rows, notes = [], []
     for m, ref, kind in pairs:
         sub = values[values["method"].isin([m, ref])]
@@ -146,7 +146,7 @@ def _compare(values: pd.DataFrame, pairs: list[tuple[str, str, str]]) -> tuple[p
     return t[cols], notes
 
 
-def _power(values: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+def power_rows(values: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in table.itertuples(index=False):
         d = paired_differences(values[values["method"].isin([r.method, r.reference])], method=r.method,

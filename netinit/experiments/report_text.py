@@ -1,7 +1,7 @@
 """The sentences of a results-folder comparison, written from its tables only.
 
-The verdict of one paired comparison (:func:`_sentence`) and of a table of them
-(:func:`_headline`), the number formats they share with the HTML tables, and the narrative helpers
+The verdict of one paired comparison (:func:`sentence_text`) and of a table of them
+(:func:`headline_text`), the number formats they share with the HTML tables, and the narrative helpers
 the notebooks use: :func:`conclusion_text` (Markdown bullets for a subset of the comparisons) and
 :func:`claim_check` (a claimed relative improvement against the measured one).
 """
@@ -12,22 +12,22 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from analysis.report_tables import ResultsReport
+from netinit.experiments.report_tables import ResultsReport
 
 __all__ = ["conclusion_text", "claim_check"]
 
 
 # --------------------------------------------------------------------------- sentences
-def _fmt_p(p: float) -> str:
+def fmt_p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _p(p: float) -> str:
+def p_text(p: float) -> str:
     """``p < 0.001`` or ``p = 0.123``."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def _pts(x: float, metric: str) -> str:
+def pts_text(x: float, metric: str) -> str:
     if "acc" in metric:
         return f"{100 * x:+.2f} points"
     return f"{x:+.4g}"
@@ -37,22 +37,22 @@ def _val(x: float, metric: str) -> str:
     return f"{100 * x:.2f}%" if "acc" in metric else f"{x:.4g}"
 
 
-def _sentence(r: Any, what: str, metric: str, alpha: float) -> str:
+def sentence_text(r: Any, what: str, metric: str, alpha: float) -> str:
     sign = 1.0 if "loss" not in metric else -1.0  # values of losses were negated for the tests
     sig = r.p_wilcoxon_holm < alpha
     better = r.mean_diff > 0
     verdict = (("significantly better" if better else "significantly worse") if sig
                else "no significant difference")
     return (f"{r.method} vs {r.reference} ({r.kind}), {what}: {_val(sign * r.mean_method, metric)} vs "
-            f"{_val(sign * r.mean_base, metric)}, paired difference {_pts(sign * r.mean_diff, metric)} "
-            f"(95% CI {_pts(sign * r.diff_ci_low, metric)} to {_pts(sign * r.diff_ci_high, metric)}; "
-            f"relative {100 * r.rel_improvement:+.2f}%), Wilcoxon {_p(r.p_wilcoxon)} "
-            f"(Holm {_fmt_p(r.p_wilcoxon_holm)}), paired t {_p(r.p_ttest)}; {r.wins} wins, "
+            f"{_val(sign * r.mean_base, metric)}, paired difference {pts_text(sign * r.mean_diff, metric)} "
+            f"(95% CI {pts_text(sign * r.diff_ci_low, metric)} to {pts_text(sign * r.diff_ci_high, metric)}; "
+            f"relative {100 * r.rel_improvement:+.2f}%), Wilcoxon {p_text(r.p_wilcoxon)} "
+            f"(Holm {fmt_p(r.p_wilcoxon_holm)}), paired t {p_text(r.p_ttest)}; {r.wins} wins, "
             f"{r.ties} ties, {r.losses} losses over {r.n} seeds: {verdict} at alpha = {alpha}"
             + (f" (with {r.n} seeds the Wilcoxon test cannot reach p < 0.05; it needs 6 or more)." if r.n < 6 else "."))
 
 
-def _headline(table: pd.DataFrame, what: str, alpha: float) -> str:
+def headline_text(table: pd.DataFrame, what: str, alpha: float) -> str:
     if table.empty:
         return f"{what}: no comparison could be tested."
     sig = table[table["p_wilcoxon_holm"] < alpha]
@@ -79,8 +79,8 @@ def conclusion_text(rep: ResultsReport, *, kinds: Sequence[str] | None = None) -
         t = rep.tables.get(key, pd.DataFrame())
         if not t.empty and kinds is not None:
             t = t[t["kind"].isin(list(kinds))]
-        lines.append(_headline(t, rep.outcomes.get(key, key), rep.alpha))
-        lines += [_sentence(r, rep.outcomes.get(key, key), rep.metric, rep.alpha) for r in t.itertuples(index=False)]
+        lines.append(headline_text(t, rep.outcomes.get(key, key), rep.alpha))
+        lines += [sentence_text(r, rep.outcomes.get(key, key), rep.metric, rep.alpha) for r in t.itertuples(index=False)]
     t = rep.tables.get("paired_final", pd.DataFrame())
     if not t.empty and kinds is not None:
         t = t[t["kind"].isin(list(kinds))]
@@ -124,5 +124,5 @@ def claim_check(rep: ResultsReport, method: str, reference: str, claimed: float,
     where = "inside" if lo <= claimed <= hi else ("above" if claimed > hi else "below")
     return (f"Claimed: {100 * claimed:+.0f}% relative for {method} over {reference}. Measured ({what}, "
             f"{int(r['n'])} seeds): {100 * r['rel_improvement']:+.1f}% (95% CI {100 * lo:+.1f}% to "
-            f"{100 * hi:+.1f}%), Wilcoxon {_p(r['p_wilcoxon'])} (Holm {_fmt_p(r['p_wilcoxon_holm'])}); "
+            f"{100 * hi:+.1f}%), Wilcoxon {p_text(r['p_wilcoxon'])} (Holm {fmt_p(r['p_wilcoxon_holm'])}); "
             f"the claimed value lies {where} the interval.")

@@ -1,6 +1,6 @@
 """Run an experiment's grid of (condition, seed): train, measure, write one Parquet table per run.
 
-Each run is trained and measured by :func:`analysis.training.train_run`, whose module docstring
+Each run is trained and measured by :func:`netinit.experiments.training.train_run`, whose module docstring
 describes its table (the per-epoch and per-layer measures, the columns every row carries) and the
 paired design. This module plans the grid, runs it on an engine, writes each run's table into a
 results folder and reads the folder back. Every engine runs each run with the same number of torch
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,16 +37,16 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from analysis.config import (
+from netinit._io import atomic_path
+from netinit.errors import NetinitError, OutputError
+from netinit.experiments.config import (
     ConfigError,
     ExperimentConfig,
     config_from_dict,
     config_hash,
     config_to_dict,
 )
-from analysis.training import ACT_MEASURES, EPOCH_MEASURES, LAYER_MEASURES, train_run  # noqa: F401 - re-exported
-from netinit._io import atomic_path
-from netinit.errors import NetinitError, OutputError
+from netinit.experiments.training import ACT_MEASURES, EPOCH_MEASURES, LAYER_MEASURES, train_run  # noqa: F401 - re-exported
 
 __all__ = [
     "ResultsFolderError",
@@ -280,7 +279,7 @@ def _run_dask(cfg_dict: dict[str, Any], todo: list[tuple[str, int]], results_dir
               workers: int, threads: int, tell: Callable[[dict[str, Any]], None]) -> None:
     from distributed import as_completed
 
-    from analysis.parallel import dask_client
+    from netinit.parallel import dask_client
 
     with dask_client(scheduler, workers=workers) as client:
         where = str(results_dir.resolve())
@@ -343,13 +342,3 @@ def load_results(results_dir: str | os.PathLike, *, config_hash: str | None = No
         raise ResultsFolderError(f"{results_dir}: no finished runs of config {chash} yet (no "
                                  f"runs/{chash}/*.parquet, no runs.parquet)")
     return cfg, df
-
-
-def _main(argv: list[str] | None = None) -> int:  # pragma: no cover - thin wrapper, see analysis.cli
-    from analysis.cli import main
-
-    return main(["experiment", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(_main())

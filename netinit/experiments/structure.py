@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.config import config_hash as _config_hash
-from analysis.report_text import _fmt_p, _p
-from analysis.stats import StatsError, holm, paired_comparison
+from netinit.experiments.config import config_hash as _config_hash
+from netinit.experiments.report_text import fmt_p, p_text
+from netinit.experiments.stats import StatsError, holm, paired_comparison
 
 __all__ = ["structure_change", "structure_tests"]
 
@@ -41,8 +41,8 @@ def structure_change(results_dir: str | os.PathLike, *, config_hash: str | None 
     ResultsFolderError
         The folder holds no pair of checkpoints.
     """
-    from analysis.runner import ResultsFolderError, load_results
     from netinit.compare import compare_checkpoints
+    from netinit.experiments.runner import ResultsFolderError, load_results
 
     cfg, runs = load_results(results_dir, config_hash=config_hash)
     folder = Path(results_dir) / "runs" / _config_hash(cfg) / "checkpoints"
@@ -115,7 +115,7 @@ def structure_tests(change: pd.DataFrame, *, alpha: float = 0.05, reference: str
             count = f"higher than {r.reference} in {r.higher} of {r.n} seeds"
         sentences.append(
             f"{head} (x{r.ratio:.2f}; difference 95% CI {r.diff_ci_low:+.3g} to {r.diff_ci_high:+.3g}), {count}, "
-            f"Wilcoxon {_p(r.p_wilcoxon)} (Holm {_fmt_p(r.p_wilcoxon_holm)}): "
+            f"Wilcoxon {p_text(r.p_wilcoxon)} (Holm {fmt_p(r.p_wilcoxon_holm)}): "
             + ("significant" if r.p_wilcoxon_holm < alpha else "not significant") + f" at alpha = {alpha}"
             + (" (fewer than 6 seeds: the Wilcoxon test cannot reach p < 0.05)." if r.n < 6 else "."))
     return t, sentences

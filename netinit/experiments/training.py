@@ -1,7 +1,7 @@
 """Train one (condition, seed) run of an experiment and record it as one tidy table.
 
 **One run** (:func:`train_run`) builds the model of the config, initialises it by the condition's
-method (:func:`analysis.models.initialise`), trains it and records, as one tidy long table
+method (:func:`netinit.experiments.models.initialise`), trains it and records, as one tidy long table
 (``epoch, layer, measure, value`` plus the run's identity):
 
 * per epoch (``layer = ""``; epoch 0 is before training): ``train_loss``, ``train_acc`` (the whole
@@ -24,7 +24,7 @@ the same base initialiser, the base draw, on which modifiers act; the fingerprin
 
 A run whose loss becomes NaN or infinite is not raised: its table has ``status = "diverged"`` and
 the step where it happened. Running a grid of runs and keeping their tables in a results folder is
-:mod:`analysis.runner`.
+:mod:`netinit.experiments.runner`.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.config import Condition, ExperimentConfig, config_hash
-from analysis.models import build_model, initialise, seed_int, weight_layers
 from netinit._io import atomic_path
+from netinit._rng import torch_seed
 from netinit.errors import NonFiniteError
+from netinit.experiments.config import Condition, ExperimentConfig, config_hash
+from netinit.experiments.models import build_model, initialise, weight_layers
 
 __all__ = ["train_run", "EPOCH_MEASURES", "LAYER_MEASURES", "ACT_MEASURES"]
 
@@ -58,7 +59,7 @@ ACT_MEASURES = ("act_mean_abs_r", "act_max_abs_r", "act_effective_n", "dead_neur
 
 @functools.lru_cache(maxsize=4)
 def _dataset(data_cfg: Any) -> Any:
-    from netinit.datasets import load_dataset
+    from netinit.experiments.datasets import load_dataset
 
     return load_dataset(data_cfg.name, seed=data_cfg.split_seed, test_size=data_cfg.test_size,
                         path=data_cfg.path, n_samples=data_cfg.n_samples)
@@ -187,7 +188,7 @@ def train_run(cfg: ExperimentConfig, condition: Condition, seed: int, *, data: A
         r = cfg.regulariser
         reg = Decorrelation(model, kind=condition.regulariser, schedule=r.schedule, epochs=r.schedule_epochs,
                             coef=r.coef, activation=cfg.model.activation)
-    order = torch.Generator().manual_seed(seed_int(seed, "batch-order"))
+    order = torch.Generator().manual_seed(torch_seed(seed, "batch-order"))
     n, bs = len(Xtr), cfg.train.batch_size
     first = torch.randperm(n, generator=order)
     order_h = hashlib.sha256(f"{n}/{bs}/".encode() + first.numpy().tobytes())

@@ -79,6 +79,7 @@ import numpy as np
 from netinit._io import output_of, temp_beside
 from netinit.errors import CorruptFileError, FormatError, NetinitError
 from netinit.formats._bounded import bounded_call
+from netinit.formats._h5check import check_global_heaps
 from netinit.formats._keras_vars import (
     as_text,
     import_h5py,
@@ -211,11 +212,12 @@ def _read_vars(h5: Any, path: Path, config: Any) -> tuple:
 class KerasCheckpoint(Checkpoint):
     """Lazy view of a Keras file (see the module docstring for names and layouts).
 
-    The HDF5 structure is walked once, in a child process stopped after ``h5_timeout`` seconds
-    (:mod:`netinit.formats.limits`): HDF5 can loop forever on a damaged file (a global-heap
-    object whose size was changed), in C code that nothing else can interrupt. Checking the
-    structure first instead would need a second HDF5 parser, and would cover only the loops
-    already known. The reader's own handle then reads only datasets, by the paths the walk found.
+    HDF5 can loop forever on a damaged file, in C code that nothing else can interrupt. The one
+    loop known (a global-heap object whose size was changed) is refused before HDF5 runs
+    (:mod:`netinit.formats._h5check`); against the loops not known, the HDF5 structure is walked
+    once in a child process stopped after ``h5_timeout`` seconds (:mod:`netinit.formats.limits`).
+    Checking all of HDF5's structures first would need a second HDF5 parser; the bound covers any
+    loop. The reader's own handle then reads only datasets, by the paths the walk found.
     """
 
     def __init__(self, path: Path) -> None:
@@ -234,10 +236,12 @@ class KerasCheckpoint(Checkpoint):
                 config, spec = self._open_archive(path)
             else:
                 spec = ("file", str(path))
+            check_global_heaps(Path(spec[1]), *spec[2:], where=path)  # the known HDF5 loop, refused up front
             lim = current_limits()
-            self._vars, self.unmapped, metadata, container = bounded_call(
-                lambda: _walk(spec, path, config, self.archive, head), path, timeout=lim.h5_timeout,
-                what="reading the HDF5 structure", variable=Limits.variable("h5_timeout"))
+            walk = lambda: _walk(spec, path, config, self.archive, head)  # noqa: E731
+            self._vars, self.unmapped, metadata, container = walk() if lim.h5_timeout == 0 else bounded_call(
+                walk, path, timeout=lim.h5_timeout, what="reading the HDF5 structure",
+                variable=Limits.variable("h5_timeout"))
             if metadata is not None:
                 self.metadata = metadata
             if container is not None:

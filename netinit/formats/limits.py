@@ -16,6 +16,7 @@ limit                       default         what it bounds
                                             a ``.keras`` archive's weights), above ...
 ``inflation_floor``         64 MiB          ... this size, below which any ratio is accepted
 ``h5_timeout``              60 s            the Keras reader's walk over the HDF5 structure
+                                            (0: no bound, the walk runs in-process)
 ==========================  ==============  =======================================================
 
 Each can be raised for one block of code with :func:`limits` or for a whole process (the
@@ -84,7 +85,7 @@ def limits(**changes: float) -> Iterator[Limits]:
     unknown = sorted(set(changes) - names)
     if unknown:
         raise TypeError(f"unknown limit {unknown[0]!r}; valid: {', '.join(sorted(names))}")
-    bad = [k for k, v in changes.items() if not v > 0]
+    bad = [k for k, v in changes.items() if not (v > 0 or (v == 0 and k == "h5_timeout"))]
     if bad:
         raise ValueError(f"limit {bad[0]}={changes[bad[0]]!r} must be positive")
     _OVERRIDES.append(dict(changes))

@@ -25,20 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from netinit.errors import NonFiniteError, ShapeError
+from netinit.errors import ShapeError
+from netinit.validation import check_finite, is_torch
 
 __all__ = ["correlation_matrix", "correlation_summary"]
 
 _BLOCK = 1024
 
 
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
 def _standardise(X: Any, centre: bool):
     """Rows centred (Pearson) or not (cosine) and scaled to unit norm; mask of usable rows."""
-    if _is_torch(X):
+    if is_torch(X):
         import torch
 
         Z = X.detach().to(torch.float64)
@@ -65,9 +62,7 @@ def _check(X: Any, name: str) -> None:
         raise ShapeError(
             f"{name}: correlation needs at least 2 features per neuron, got shape {tuple(X.shape)}"
         )
-    finite = bool(X.isfinite().all()) if _is_torch(X) else bool(np.isfinite(X).all())
-    if not finite:
-        raise NonFiniteError(f"{name}: contains NaN or infinity")
+    check_finite(X, name)
 
 
 def correlation_matrix(X: Any, *, centre: bool = True, name: str = "X") -> np.ndarray:
@@ -104,7 +99,7 @@ def correlation_matrix(X: Any, *, centre: bool = True, name: str = "X") -> np.nd
     """
     _check(X, name)
     Z, ok = _standardise(X, centre)
-    if _is_torch(Z):
+    if is_torch(Z):
         Z, ok = Z.cpu().numpy(), ok.cpu().numpy()
     n = X.shape[0]
     R = np.full((n, n), np.nan)
@@ -156,7 +151,7 @@ def correlation_summary(
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
     _check(X, name)
     Z, ok = _standardise(X, centre)
-    torch_in = _is_torch(Z)
+    torch_in = is_torch(Z)
     m = int(Z.shape[0])
     n_constant = int(X.shape[0]) - m
     if m < 2:

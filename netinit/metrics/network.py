@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from netinit._rng import RngLike, as_generator, layer_generator
-from netinit.errors import DtypeError, NonFiniteError, ShapeError
 from netinit.graph import DISTANCE_TRANSFORM
+from netinit.validation import check_matrix
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -74,33 +74,9 @@ MEASURES = ("clustering", "harmonic", "current_flow", "subgraph", "persistence",
 _BLOCK_ELEMENTS = 1 << 22  # temporaries of ~32 MiB in float64
 
 
-def _check_layer(W: Any, name: str = "W") -> np.ndarray:
-    """``W`` as a numpy matrix, validated once: 2-D, non-empty, real, finite (one-line errors).
-
-    Torch tensors are detached and copied to the host (bfloat16 as float32).
-    """
-    if type(W).__module__.startswith("torch"):
-        X = W.detach().cpu()
-        W = (X.float() if str(X.dtype) == "torch.bfloat16" else X).numpy()
-    W = np.asarray(W)
-    if W.dtype.kind not in "iuf":
-        raise DtypeError(f"{name}: weights must be real floats or integers, got dtype {W.dtype}")
-    if W.ndim != 2 or 0 in W.shape:
-        raise ShapeError(
-            f"{name}: expected a non-empty 2-D weight matrix (n_out, n_in), got shape {W.shape}"
-        )
-    if W.dtype.kind == "f" and not np.isfinite(W.sum(dtype=np.float64)):
-        bad = ~np.isfinite(W)
-        if bad.any():
-            first = tuple(int(v) for v in np.argwhere(bad)[0])
-            raise NonFiniteError(f"{name}: holds {int(bad.sum())} NaN or inf value(s), "
-                                 f"the first at index {first}")
-    return W
-
-
 def _abs64(W: Any, name: str) -> np.ndarray:
     """Validated ``|W|`` in float64, shape (n_out, n_in)."""
-    return np.abs(np.asarray(_check_layer(W, name), dtype=np.float64))
+    return np.abs(np.asarray(check_matrix(W, name), dtype=np.float64))
 
 
 def _csr_graph(B: np.ndarray, values: np.ndarray):
@@ -500,7 +476,8 @@ def leiden_communities(
     rows, cols = np.nonzero(B)
     if rows.size == 0:
         return np.arange(n, dtype=np.int64), float("nan")
-    g = igraph.Graph(n=n, edges=np.column_stack([cols, rows + n_in]).tolist(), directed=False)
+    g = igraph.Graph(n=n, directed=False)
+    g.add_edges(np.column_stack([cols, rows + n_in]))  # in bulk, as netinit.graph does
     g.es["weight"] = B[rows, cols].tolist()
     with _igraph_rng(seed):
         part = g.community_leiden(objective_function="modularity", weights="weight",
@@ -580,7 +557,7 @@ def network_measures(
     unknown = [m for m in chosen if m not in MEASURES]
     if unknown:
         raise ValueError(f"unknown measure(s) {unknown}; choose from {MEASURES}")
-    W = _check_layer(W, str(layer))
+    W = check_matrix(W, str(layer))
     n_out, n_in = (int(v) for v in W.shape)
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         rng = layer_generator(int(rng), str(layer))

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from netinit._rng import RngLike, as_generator
-from netinit.metrics.network import _check_layer
+from netinit.validation import check_matrix
 
 __all__ = ["NULL_MODELS", "SUMMARY_STATS", "shuffle_weights", "null_model", "null_summary"]
 
@@ -140,7 +140,7 @@ def shuffle_weights(W: Any, *, model: str = "matrix", rng: RngLike = None) -> np
     [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
     """
     _check_model(model)
-    W = _check_layer(W)
+    W = check_matrix(W)
     return next(_shuffles(W, 1, model, as_generator(rng)))[0]
 
 
@@ -216,7 +216,7 @@ def null_model(
     """
     _check_model(model)
     k = _check_k(k)
-    W = _check_layer(W)
+    W = check_matrix(W)
     gen = as_generator(rng).spawn(2)[0]
     observed = {key: float(v) for key, v in statistic(W).items()
                 if isinstance(v, (Real, np.number)) and not isinstance(v, (bool, np.bool_))}
@@ -400,7 +400,7 @@ def null_summary(
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
     if corr_sample is not None and (isinstance(corr_sample, bool) or corr_sample < 2):
         raise ValueError(f"corr_sample must be None or an integer >= 2, got {corr_sample!r}")
-    W = _check_layer(W)
+    W = check_matrix(W)
     n_out, n_in = W.shape
     shuffle_gen, sample_gen = as_generator(rng).spawn(2)
 

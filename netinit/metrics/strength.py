@@ -20,17 +20,17 @@ from typing import Any
 import numpy as np
 
 from netinit.errors import ShapeError
-from netinit.graph import _check_matrix, _is_torch
 from netinit.metrics.correlation import correlation_matrix
+from netinit.validation import check_matrix, is_torch
 
-__all__ = ["in_strength", "out_strength", "degree", "strength_stats", "chain_strength_correlation"]
+__all__ = ["in_strength", "out_strength", "degree", "strength_stats", "strength_variances", "chain_strength_correlation"]
 
 _BLOCK_ELEMENTS = 1 << 20  # numpy statistics are computed on row blocks of ~8 MiB in float64
 
 
 def _strength(W: Any, axis: int, use_abs: bool, name: str) -> Any:
-    W = _check_matrix(W, name, allow_torch=True)
-    if _is_torch(W):
+    W = check_matrix(W, name, allow_torch=True)
+    if is_torch(W):
         import torch
 
         X = W.detach()
@@ -130,8 +130,8 @@ def degree(W: Any) -> tuple[Any, Any]:
     >>> k_in.tolist(), k_out.tolist()
     ([2, 1], [1, 0, 2])
     """
-    W = _check_matrix(W, "W", allow_torch=True)
-    if _is_torch(W):
+    W = check_matrix(W, "W", allow_torch=True)
+    if is_torch(W):
         import torch
 
         X = W.detach()
@@ -174,9 +174,9 @@ def strength_stats(W: Any) -> dict[str, float | int]:
     >>> s["in_strength_mean"], s["in_strength_var"], s["n_zero"], s["density"]
     (1.0, 1.0, 1, 0.75)
     """
-    W = _check_matrix(W, "W", allow_torch=True)
+    W = check_matrix(W, "W", allow_torch=True)
     n_out, n_in = (int(v) for v in W.shape)
-    if _is_torch(W):
+    if is_torch(W):
         import torch
 
         X = W.detach().to(torch.float64)
@@ -224,6 +224,27 @@ def strength_stats(W: Any) -> dict[str, float | int]:
     }
 
 
+def strength_variances(M: Any) -> tuple[float, float]:
+    """``(Var of in-strengths, Var of out-strengths)`` of a canonical matrix, in float64.
+
+    ``M`` is a numpy array or a torch tensor of shape ``(n_out, n_in)`` (``ndim > 2`` is
+    reshaped to ``(shape[0], -1)``); in-strength of output ``i`` is ``M[i, :].sum()``,
+    out-strength of input ``j`` is ``M[:, j].sum()``; population variances (``ddof=0``).
+    """
+    if is_torch(M):
+        import torch
+
+        if M.device.type == "cpu" and M.dtype in (torch.float32, torch.float64):
+            M = M.detach().numpy()  # numpy's float64-accumulating sums are ~5x faster on the CPU
+        else:
+            with torch.no_grad():  # sums accumulate in float64 without a float64 copy of M
+                A = M.detach().reshape(M.shape[0], -1)
+                s_in, s_out = A.sum(1, dtype=torch.float64), A.sum(0, dtype=torch.float64)
+                return float(s_in.var(unbiased=False)), float(s_out.var(unbiased=False))
+    A = np.asarray(M).reshape(np.shape(M)[0], -1)
+    return float(A.sum(1, dtype=np.float64).var()), float(A.sum(0, dtype=np.float64).var())
+
+
 def chain_strength_correlation(W_prev: Any, W_next: Any, *, abs: bool = False) -> float:
     r"""Pearson correlation of the in- and out-strength of the neurons between two layers.
 
@@ -263,8 +284,8 @@ def chain_strength_correlation(W_prev: Any, W_next: Any, *, abs: bool = False) -
     >>> round(chain_strength_correlation(W1, W2), 4)
     0.9799
     """
-    W_prev = _check_matrix(W_prev, "W_prev", allow_torch=True)
-    W_next = _check_matrix(W_next, "W_next", allow_torch=True)
+    W_prev = check_matrix(W_prev, "W_prev", allow_torch=True)
+    W_next = check_matrix(W_next, "W_next", allow_torch=True)
     if int(W_next.shape[1]) != int(W_prev.shape[0]):
         raise ShapeError(
             f"layers do not chain: W_prev has shape {tuple(W_prev.shape)} ({W_prev.shape[0]} "
@@ -274,6 +295,6 @@ def chain_strength_correlation(W_prev: Any, W_next: Any, *, abs: bool = False) -
         return float("nan")
     x = in_strength(W_prev, abs)
     y = out_strength(W_next, abs)
-    x = x.cpu().numpy() if _is_torch(x) else x
-    y = y.cpu().numpy() if _is_torch(y) else y
+    x = x.cpu().numpy() if is_torch(x) else x
+    y = y.cpu().numpy() if is_torch(y) else y
     return float(correlation_matrix(np.stack([x, y]), name="strengths")[0, 1])

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from netinit._rng import RngLike, layer_generator
-from netinit.graph import _check_matrix, _is_torch
 from netinit.metrics.correlation import correlation_summary
 from netinit.metrics.strength import degree, in_strength, out_strength, strength_stats
+from netinit.validation import check_matrix, is_torch
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -94,7 +94,7 @@ def layer_summary(
     >>> row["shape"], row["n_out"], row["n_in"], row["density"]
     ('64x3x7x7', 64, 147, 1.0)
     """
-    W = _check_matrix(W, str(layer), allow_torch=True)
+    W = check_matrix(W, str(layer), allow_torch=True)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
     shape = tuple(W.shape) if shape is None else tuple(shape)
@@ -181,12 +181,12 @@ def neuron_table(
 
     if centrality not in _CENTRALITY:
         raise ValueError(f"centrality must be one of {_CENTRALITY}, got {centrality!r}")
-    W = _check_matrix(W, str(layer), allow_torch=True)
+    W = check_matrix(W, str(layer), allow_torch=True)
     n_out, n_in = int(W.shape[0]), int(W.shape[1])
     k_in, k_out = degree(W)
     parts = [out_strength(W), in_strength(W), out_strength(W, abs=True), in_strength(W, abs=True),
              k_out, k_in]
-    if _is_torch(W):
+    if is_torch(W):
         parts = [p.cpu().numpy() for p in parts]
     df = pd.DataFrame({
         "layer": str(layer),

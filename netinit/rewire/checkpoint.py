@@ -16,34 +16,26 @@ import numpy as np
 import pandas as pd
 
 from netinit._io import check_not_input
-from netinit._rng import layer_generator
+from netinit._rng import layer_generator, torch_generator
 from netinit.errors import DeviceError, OutputError
 from netinit.formats import Checkpoint, load_checkpoint, save_checkpoint
 from netinit.layers import Layer, find_layers
+from netinit.metrics.strength import strength_variances
+from netinit.rewire._checks import Passes
 from netinit.rewire._cpu import plan_stacks
-from netinit.rewire.stabilize import strength_variances
+from netinit.rewire.report import REPORT_COLUMNS, report_frame, report_row
 
 __all__ = ["rewire_checkpoint", "REPORT_COLUMNS"]
-
-REPORT_COLUMNS = [
-    "layer", "kind", "shape", "dtype", "in_strength_var_before", "in_strength_var_after",
-    "out_strength_var_before", "out_strength_var_after", "ratio_in", "ratio_out",
-]
-
-
-def _ratio(after: float, before: float) -> float:
-    return after / before if before > 0 else float("nan") if after > 0 else 1.0
 
 
 def _rewire_matrix(W: np.ndarray, seed: int, name: str, passes: str, device: str) -> np.ndarray:
     """One layer on a torch device (the CPU path is :func:`_stacked`)."""
     import torch
 
-    from netinit.rewire.model import _torch_seed
     from netinit.rewire.pa import pa_rewire_
 
     t = torch.from_numpy(np.ascontiguousarray(W)).to(device)
-    generator = torch.Generator(device=t.device).manual_seed(_torch_seed(seed, name))
+    generator = torch_generator(seed, name, t.device)
     pa_rewire_(t, generator=generator, passes=passes)
     return t.cpu().numpy()
 
@@ -52,7 +44,7 @@ def _stacked(found: list[Layer], seed: int, passes: str) -> Callable[[Layer], tu
     """``f(layer) -> (W, rewired W)`` for the CPU, rewiring layers of one matrix shape and dtype
     together (:func:`netinit.rewire._cpu.plan_stacks`) when the first of them is asked for; each
     result is exactly ``pa_rewire(W, rng=layer_generator(seed, name))``."""
-    from netinit.rewire.pa import _rewire_stack
+    from netinit.rewire.pa import rewire_stack
 
     keys = [(layer.matrix_shape, layer.dtype) for layer in found]
     plan = plan_stacks(keys, [layer.matrix_shape for layer in found], [True] * len(found))
@@ -65,7 +57,7 @@ def _stacked(found: list[Layer], seed: int, passes: str) -> Callable[[Layer], tu
         if i not in ready:
             stack = stack_of[i]
             Ws = [found[j].matrix() for j in stack]
-            out = _rewire_stack(Ws, [layer_generator(seed, found[j].name) for j in stack], passes)
+            out = rewire_stack(Ws, [layer_generator(seed, found[j].name) for j in stack], passes)
             ready.update({j: (W, W2) for j, W, W2 in zip(stack, Ws, out)})
         return ready.pop(i)
 
@@ -102,7 +94,7 @@ def rewire_checkpoint(
     *,
     seed: int = 0,
     layers: str | None = None,
-    passes: str = "both",
+    passes: Passes = "both",
     device: str = "cpu",
     overwrite: bool = False,
     progress: Callable[[Iterable[Layer]], Iterable[Layer]] | None = None,
@@ -162,15 +154,8 @@ def rewire_checkpoint(
         else:
             W = layer.matrix()
             W2 = _rewire_matrix(W, seed, layer.name, passes, device)
-        vin0, vout0 = strength_variances(W)
-        vin1, vout1 = strength_variances(W2)
-        rows.append({
-            "layer": layer.name, "kind": layer.kind, "shape": "x".join(map(str, layer.shape)),
-            "dtype": layer.dtype, "in_strength_var_before": vin0, "in_strength_var_after": vin1,
-            "out_strength_var_before": vout0, "out_strength_var_after": vout1,
-            "ratio_in": _ratio(vin1, vin0), "ratio_out": _ratio(vout1, vout0),
-        })
+        rows.append(report_row(layer, strength_variances(W), strength_variances(W2)))
         replacements[layer.name] = layer.from_matrix(W2)
     if out is not None:
         save_checkpoint(ckpt, out, replacements)
-    return pd.DataFrame(rows, columns=REPORT_COLUMNS)
+    return report_frame(rows)

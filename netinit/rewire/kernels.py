@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from netinit.errors import DtypeError, ShapeError
+from netinit.validation import is_torch
 
 __all__ = ["pa_pass", "index_bits"]
 
@@ -51,10 +52,6 @@ __all__ = ["pa_pass", "index_bits"]
 def index_bits(n_cols: int) -> int:
     """Number of low key bits that hold the column index: ``max(1, ceil(log2(n_cols)))``."""
     return max(1, (int(n_cols) - 1).bit_length())
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
 
 
 def pa_pass(M: Any, E: Any) -> Any:
@@ -96,8 +93,8 @@ def pa_pass(M: Any, E: Any) -> Any:
     >>> bool((np.sort(out, axis=1) == np.sort(M, axis=1)).all())
     True
     """
-    if _is_torch(M):
-        return _pa_pass_torch(M, E)
+    if is_torch(M):
+        return pa_pass_torch(M, E)
     return _pa_pass_numpy(np.asarray(M), np.asarray(E))
 
 
@@ -129,7 +126,7 @@ def _pa_pass_numpy(M: np.ndarray, E: np.ndarray) -> np.ndarray:
     return out
 
 
-def _pa_pass_torch(M: Any, E: Any) -> Any:
+def pa_pass_torch(M: Any, E: Any) -> Any:
     import torch
 
     _check_pair(tuple(M.shape), tuple(E.shape), M.is_floating_point(), M.dtype)

@@ -1,72 +1,40 @@
 r"""PA rewiring of every weight layer of a torch model, in place: :func:`rewire_model_`.
 
-Layers rewired: the ``weight`` of every ``nn.Linear`` (``MultiheadAttention.out_proj``
-included), ``nn.Conv1d/2d/3d`` and ``nn.ConvTranspose1d/2d/3d``, and the input projections of
-``nn.MultiheadAttention`` (``in_proj_weight``, or ``q/k/v_proj_weight`` when the key and value
-sizes differ). A parameter shared by several modules is rewired once.
-
-Orientation (the one place it is handled). Rewiring works on the canonical ``(n_out, n_in)``
-matrix:
-
-===========================  ===========================  ====================================
-module                       stored weight                canonical matrix
-===========================  ===========================  ====================================
-Linear, attention            ``(out, in)``                as stored
-Conv{1,2,3}d                 ``(out, in/g, *k)``          ``(out, in/g * prod(k))`` (reshape)
-ConvTranspose{1,2,3}d        ``(in, out/g, *k)``          ``(out, in/g * prod(k))``: group
-                                                          ``g``'s block ``(in/g, out/g, *k)``
-                                                          transposed to ``(out/g, in/g, *k)``
-===========================  ===========================  ====================================
-
-The transposed-convolution matrix is a copy, rewired and written back through the inverse
-permutation, so each output channel's row holds the weights from its group's input channels.
+The layers are those of :func:`netinit.layers.find_layers` on the module: the ``weight`` of every
+``nn.Linear`` (``MultiheadAttention.out_proj`` included), ``nn.Conv1d/2d/3d`` and
+``nn.ConvTranspose1d/2d/3d``, the input projections of ``nn.MultiheadAttention``
+(``in_proj_weight``, or ``q/k/v_proj_weight``) and ``transformers``' ``Conv1D``; a parameter
+shared by several modules is rewired once. Rewiring works on each layer's canonical
+``(n_out, n_in)`` matrix (:meth:`netinit.layers.Layer.canonical`, the one definition of every
+orientation, grouped transposed convolutions included): a view of the weight where the layout
+allows, otherwise a copy written back through :meth:`~netinit.layers.Layer.write_`.
 
 Streams. Layer ``name`` (the parameter's name, ``"features.0.weight"``) gets a
-``torch.Generator`` on the weight's device seeded from
-:func:`netinit._rng.layer_seed_sequence` ``(seed, name)``, so its result does not depend on
-which other layers are rewired; stabilisation (if asked) and both passes draw from it in turn.
+``torch.Generator`` on the weight's device from :func:`netinit._rng.torch_generator`
+``(seed, name)``, so its result does not depend on which other layers are rewired; stabilisation
+(if asked) and both passes draw from it in turn.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
-
-from netinit._rng import layer_seed_sequence
-from netinit.errors import LayerError, NoLayersError
-from netinit.rewire._checks import check_passes, check_tensor, matrix_shape
+from netinit._rng import layer_seed_sequence, torch_generator
+from netinit.errors import NoLayersError
+from netinit.layers import Layer, LayerSelection, find_layers
+from netinit.metrics.strength import strength_variances
+from netinit.rewire._checks import Passes, check_passes
 from netinit.rewire._cpu import plan_stacks
-from netinit.rewire.pa import _cpu_in_place, _rewire_stack_, pa_rewire_
-from netinit.rewire.stabilize import Initializer, _best_of, _check_k, resolve_initializer, strength_variances
+from netinit.rewire.pa import cpu_in_place, pa_rewire_, rewire_stack_
+from netinit.rewire.report import REPORT_COLUMNS, report_frame, report_row
+from netinit.rewire.stabilize import Initializer, best_of, check_draws, resolve_initializer
+from netinit.validation import check_tensor
 
 __all__ = ["rewire_model_", "COLUMNS"]
 
-#: Columns of the table :func:`rewire_model_` returns.
-COLUMNS = (
-    "layer",
-    "module",
-    "shape",
-    "in_strength_var_before",
-    "in_strength_var_after",
-    "out_strength_var_before",
-    "out_strength_var_after",
-    "ratio_in",
-    "ratio_out",
-)
-
-
-@dataclass
-class _Weight:
-    name: str  # parameter name, e.g. "encoder.attn.in_proj_weight"
-    module_name: str
-    module_type: str
-    param: Any
-    transposed_groups: int  # 0 for (out, ...) layouts; the groups of a ConvTranspose otherwise
-    default_init: Callable[[Any, Any], None]
+#: Columns of the table :func:`rewire_model_` returns (the one rewiring report schema).
+COLUMNS = tuple(REPORT_COLUMNS)
 
 
 def _kaiming_default(t: Any, generator: Any) -> None:  # nn.Linear / nn.ConvNd reset_parameters
@@ -81,67 +49,27 @@ def _xavier_default(t: Any, generator: Any) -> None:  # nn.MultiheadAttention._r
     torch.nn.init.xavier_uniform_(t, generator=generator)
 
 
-def _find_weights(model: Any) -> list[_Weight]:
-    import torch.nn as nn
-
-    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    convt = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-    found: list[_Weight] = []
-    seen: set[int] = set()
-
-    def add(mname: str, mod: Any, attr: str, groups: int, init: Callable) -> None:
-        p = getattr(mod, attr, None)
-        if p is None or isinstance(p, nn.parameter.UninitializedParameter) or id(p) in seen:
-            return
-        seen.add(id(p))
-        name = f"{mname}.{attr}" if mname else attr
-        found.append(_Weight(name, mname, type(mod).__name__, p, groups, init))
-
-    for mname, mod in model.named_modules():
-        if isinstance(mod, (nn.Linear,) + conv):
-            add(mname, mod, "weight", 0, _kaiming_default)
-        elif isinstance(mod, convt):
-            add(mname, mod, "weight", int(mod.groups), _kaiming_default)
-        elif isinstance(mod, nn.MultiheadAttention):
-            for attr in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
-                add(mname, mod, attr, 0, _xavier_default)
-    return found
+def _default_init(layer: Layer) -> Callable[[Any, Any], None]:
+    return _xavier_default if layer.module == "MultiheadAttention" else _kaiming_default
 
 
-def _to_canonical(w: Any, groups: int) -> Any:
-    """Canonical ``(n_out, n_in)`` matrix of a stored weight (a view, or a copy if transposed)."""
-    if not groups:
-        return w.detach().reshape(w.shape[0], -1)
-    n_in, n_out_g = w.shape[0], w.shape[1]
-    assert n_in % groups == 0, f"ConvTranspose weight {tuple(w.shape)} with {groups} groups"
-    k = int(np.prod(w.shape[2:], dtype=np.int64))
-    blocks = w.detach().reshape(groups, n_in // groups, n_out_g, k).transpose(1, 2)
-    return blocks.reshape(groups * n_out_g, (n_in // groups) * k).contiguous()
-
-
-def _from_canonical(M: Any, w: Any, groups: int) -> None:
-    """Write the canonical matrix ``M`` back into the stored weight ``w`` (inverse of the above)."""
-    if not groups:
-        if M.data_ptr() != w.data_ptr():
-            w.copy_(M.reshape(w.shape))
-        return
-    n_in, n_out_g = w.shape[0], w.shape[1]
-    k = int(np.prod(w.shape[2:], dtype=np.int64))
-    back = M.reshape(groups, n_out_g, n_in // groups, k).transpose(1, 2).reshape(w.shape)
-    w.copy_(back)
-
-
-def _torch_seed(seed: int, name: str) -> int:
-    state = layer_seed_sequence(seed, name).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])  # 63 bits
+def _weights(model: Any, layers: LayerSelection) -> list[Layer]:
+    """The layers to rewire (embeddings never: their rows are tokens)."""
+    try:
+        return find_layers(model, layers=layers)[0]
+    except NoLayersError as exc:
+        if layers is None:
+            raise NoLayersError(f"{type(model).__name__} has no Linear, Conv, ConvTranspose or MultiheadAttention "
+                                f"weight ({exc})") from None
+        raise
 
 
 def rewire_model_(
     model: Any,
     *,
     seed: int = 0,
-    passes: str = "both",
-    layers: str | None = None,
+    passes: Passes = "both",
+    layers: LayerSelection = None,
     stabilize: int = 0,
     initializer: Initializer | None = None,
 ) -> Any:
@@ -155,8 +83,9 @@ def rewire_model_(
         Run seed; layer ``name`` draws from a stream derived from ``(seed, name)``.
     passes : {"both", "rows", "cols"}, default "both"
         As in :func:`~netinit.rewire.pa_rewire`.
-    layers : str, optional
-        Regular expression; only modules whose name it matches (``re.search``) are rewired.
+    layers : None, str or list of str
+        Which layers (:mod:`netinit.layers`, "Selection"): a regular expression searched in the
+        parameter name (``"features.0.weight"``), or a list of parameter or module names.
     stabilize : int, default 0
         If positive, first re-draw each layer ``stabilize`` times and keep the draw of lowest
         strength variance (:func:`~netinit.rewire.stabilize_`), as the authors do.
@@ -168,18 +97,18 @@ def rewire_model_(
     Returns
     -------
     pandas.DataFrame
-        One row per rewired weight, in module order, columns :data:`COLUMNS`: ``layer`` (the
-        parameter name), ``module`` (its class), ``shape`` (stored), the population variances
-        of in-strengths (row sums of the canonical matrix) and out-strengths (column sums)
-        before and after, and ``ratio_in``/``ratio_out`` = after / before (NaN when before is
-        0).
+        One row per rewired weight, in module order, the rewiring report
+        (:mod:`netinit.rewire.report`): ``layer`` (the parameter name), ``kind``, ``block``,
+        ``role``, ``expert``, ``shape`` (stored), ``dtype``, the population variances of
+        in-strengths (row sums of the canonical matrix) and out-strengths (column sums) before
+        and after, and ``ratio_in``/``ratio_out`` = after / before.
 
     Raises
     ------
     NoLayersError
         If the model has no Linear, convolution or attention weight.
-    LayerError
-        If ``layers`` matches no module name (the message names the regex).
+    NoLayersError, LayerError
+        If ``layers`` selects nothing, or names something that is not a layer.
     ValueError
         For a bad ``passes``, ``stabilize`` or ``seed``.
     NonFiniteError, DtypeError
@@ -195,76 +124,56 @@ def rewire_model_(
     >>> bool((table["ratio_in"] < 1).all())
     True
     """
-    import pandas as pd
     import torch
 
     passes = check_passes(passes)
-    k = _check_k(stabilize)
+    k = check_draws(stabilize)
     layer_seed_sequence(seed, "")  # validates the seed
-    weights = _find_weights(model)
-    if not weights:
-        raise NoLayersError(
-            f"{type(model).__name__} has no Linear, Conv, ConvTranspose or MultiheadAttention weight"
-        )
-    if layers is not None:
-        try:
-            pattern = re.compile(layers)
-        except re.error as exc:
-            raise LayerError(f"layers={layers!r} is not a valid regular expression: {exc}") from None
-        weights = [w for w in weights if pattern.search(w.module_name)]
-        if not weights:
-            raise LayerError(f"layers={layers!r} matches no module name of {type(model).__name__}")
+    weights = _weights(model, layers)
     for w in weights:  # dtype, shape and (unless re-drawn first) finiteness, before any change
         check_tensor(w.param, w.name, finite=not k)
-    rows: dict[int, tuple] = {}
+    rows: dict[int, dict[str, Any]] = {}
     with torch.no_grad():
         for chunk in _chunks(weights):
             todo = []
             for i in chunk:
                 w = weights[i]
                 p = w.param
-                gen = torch.Generator(device=p.device).manual_seed(_torch_seed(seed, w.name))
-                M = _to_canonical(p, w.transposed_groups)
+                gen = torch_generator(seed, w.name, p.device)
+                M = _canonical(w)
                 before = strength_variances(M)
                 if k:
-                    init = resolve_initializer(initializer) if initializer is not None else w.default_init
-                    canon = lambda t, g=w.transposed_groups: _to_canonical(t, g)  # noqa: E731
-                    _best_of(p, init, k, gen, canon)
-                    M = _to_canonical(p, w.transposed_groups)
+                    init = resolve_initializer(initializer) if initializer is not None else _default_init(w)
+                    best_of(p, init, k, gen, w.canonical)
+                    M = _canonical(w)
                 todo.append((i, M, gen, before))
             if todo[0][1].device.type == "cpu":
                 # finiteness was checked above unless the weights were re-drawn since
-                _rewire_stack_([t[1] for t in todo], [t[2] for t in todo], passes, check_finite=bool(k))
+                rewire_stack_([t[1] for t in todo], [t[2] for t in todo], passes, check_finite=bool(k))
             else:
                 pa_rewire_(todo[0][1], generator=todo[0][2], passes=passes)
-            for i, M, _, (v_in0, v_out0) in todo:
-                w = weights[i]
-                _from_canonical(M, w.param, w.transposed_groups)
-                v_in1, v_out1 = strength_variances(M)
-                rows[i] = (w.name, w.module_type, tuple(w.param.shape), v_in0, v_in1, v_out0, v_out1,
-                           v_in1 / v_in0 if v_in0 > 0 else float("nan"),
-                           v_out1 / v_out0 if v_out0 > 0 else float("nan"))
-    return pd.DataFrame([rows[i] for i in sorted(rows)], columns=list(COLUMNS))
+            for i, M, _, before in todo:
+                weights[i].write_(M)
+                rows[i] = report_row(weights[i], before, strength_variances(M))
+    return report_frame(rows[i] for i in sorted(rows))
 
 
-def _canonical_shape(w: _Weight) -> tuple[int, int]:
-    """The ``(n_out, n_in)`` shape :func:`_to_canonical` gives ``w``, without making it."""
-    shape = tuple(int(d) for d in w.param.shape)
-    if not w.transposed_groups:
-        return matrix_shape(shape, w.name)
-    g, (n_in, n_out_g) = w.transposed_groups, shape[:2]
-    return g * n_out_g, (n_in // g) * int(np.prod(shape[2:], dtype=np.int64))
+def _canonical(w: Layer) -> Any:
+    """The canonical matrix of ``w``'s parameter to rewire in place: a view, or a contiguous copy."""
+    M = w.canonical(w.param.detach())
+    return M if M.is_contiguous() else M.contiguous()
 
 
-def _chunks(weights: list[_Weight]) -> list[list[int]]:
-    """Indices of ``weights`` in the groups rewired together (:func:`_rewire_stack_`): CPU
+def _chunks(weights: list[Layer]) -> list[list[int]]:
+    """Indices of ``weights`` in the groups rewired together (:func:`rewire_stack_`): CPU
     weights of one canonical shape and dtype, within :func:`~netinit.rewire._cpu.plan_stacks`'
-    limits (a weight is rewired on a copy when it is a transposed convolution, float16/bfloat16
-    or not contiguous). Weights on other devices are groups of their own."""
+    limits (a weight is rewired on a copy when its canonical matrix is not a view of it:
+    transposed convolutions, ``in_out`` weights; or when it is float16/bfloat16 or not
+    contiguous). Weights on other devices are groups of their own."""
     keys, shapes, copied = [], [], []
     for w in weights:
         p = w.param
-        shapes.append(_canonical_shape(w))
-        copied.append(bool(w.transposed_groups) or not _cpu_in_place(p))
+        shapes.append(w.matrix_shape)
+        copied.append(w.transposed or w.layout != "out_in" or not cpu_in_place(p))
         keys.append((shapes[-1], p.dtype, copied[-1]) if p.device.type == "cpu" else None)
     return plan_stacks(keys, shapes, copied)

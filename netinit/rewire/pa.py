@@ -23,13 +23,18 @@ than torch's on the CPU), and the rest is as in :func:`pa_rewire`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from netinit._rng import RngLike, as_generator, stream
-from netinit.rewire._checks import check_array, check_passes, check_tensor, matrix_shape
+from netinit.rewire._checks import Passes, check_passes
 from netinit.rewire._cpu import Draw, rewire_inplace, rewire_stack_inplace
+from netinit.validation import check_array, check_tensor, matrix_shape
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["pa_rewire", "pa_rewire_"]
 
@@ -45,7 +50,7 @@ def _numpy_inplace(A: np.ndarray, gen: np.random.Generator, passes: str) -> None
     rewire_inplace(A, passes, *_draws(gen))
 
 
-def pa_rewire(W: Any, *, rng: RngLike = None, passes: str = "both") -> np.ndarray:
+def pa_rewire(W: ArrayLike, *, rng: RngLike = None, passes: Passes = "both") -> np.ndarray:
     r"""Preferential-attachment rewiring of a weight array (Scabini, De Baets and Bruno).
 
     The weights' values are kept; their positions are redrawn, row after row, so that the
@@ -134,7 +139,7 @@ def _numpy_work(W: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     return A, np.array(A.reshape(n_rows, n_cols), dtype=work_dtype, order="C", copy=True)
 
 
-def _rewire_stack(arrays: list[Any], rngs: list[RngLike], passes: str = "both") -> list[np.ndarray]:
+def rewire_stack(arrays: list[Any], rngs: list[RngLike], passes: str = "both") -> list[np.ndarray]:
     """:func:`pa_rewire` of each array with its ``rng``, the arrays rewired together.
 
     The arrays share one canonical ``(n_rows, n_cols)`` shape; each result is exactly
@@ -152,7 +157,7 @@ def _rewire_stack(arrays: list[Any], rngs: list[RngLike], passes: str = "both") 
     return [A.copy() if work is None else work.astype(A.dtype, copy=False).reshape(A.shape) for A, work in prepared]
 
 
-def pa_rewire_(tensor: Any, *, generator: Any = None, passes: str = "both") -> Any:
+def pa_rewire_(tensor: torch.Tensor, *, generator: torch.Generator | None = None, passes: Passes = "both") -> torch.Tensor:
     r"""Preferential-attachment rewiring of a torch weight tensor, in place.
 
     The torch counterpart of :func:`pa_rewire` in the style of ``torch.nn.init``: runs under
@@ -213,7 +218,7 @@ def pa_rewire_(tensor: Any, *, generator: Any = None, passes: str = "both") -> A
     return tensor
 
 
-def _cpu_in_place(tensor: Any) -> bool:
+def cpu_in_place(tensor: Any) -> bool:
     """Whether the CPU engine works on the tensor's own memory (float32/float64, contiguous)
     rather than on a copy."""
     import torch
@@ -230,7 +235,7 @@ def _cpu_work(tensor: Any, generator: Any, n_rows: int, n_cols: int) -> tuple[np
     entropy = torch.randint(0, 2**62, (4,), generator=generator, dtype=torch.int64).tolist()
     draw_rows, draw_cols = _draws(np.random.default_rng(np.random.SeedSequence(entropy)))
     t = tensor.detach()
-    if _cpu_in_place(t):
+    if cpu_in_place(t):
         return (t.numpy().reshape(n_rows, n_cols), draw_rows, draw_cols,
                 lambda: torch.autograd.graph.increment_version(tensor))
     work = t.to(torch.float64 if t.dtype == torch.float64 else torch.float32).contiguous()
@@ -244,7 +249,7 @@ def _cpu_inplace(tensor: Any, generator: Any, passes: str, n_rows: int, n_cols: 
     finish()
 
 
-def _rewire_stack_(tensors: list[Any], generators: list[Any], passes: str = "both", *,
+def rewire_stack_(tensors: list[Any], generators: list[Any], passes: str = "both", *,
                    check_finite: bool = True) -> None:
     """:func:`pa_rewire_` of each CPU tensor with its generator, the tensors rewired together.
 
@@ -290,9 +295,9 @@ def _device_kernel(n_cols: int):
     try:
         from netinit.rewire._triton import pa_pass_triton
     except ImportError:  # no triton: the plain torch loop (slow but exact)
-        from netinit.rewire.kernels import _pa_pass_torch
+        from netinit.rewire.kernels import pa_pass_torch
 
-        return _pa_pass_torch
+        return pa_pass_torch
     return pa_pass_triton
 
 

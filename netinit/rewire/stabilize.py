@@ -26,7 +26,8 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from netinit._rng import RngLike, accepts_generator, as_generator
-from netinit.rewire._checks import check_array, check_tensor
+from netinit.metrics.strength import strength_variances
+from netinit.validation import check_array, check_tensor
 
 __all__ = ["stabilize", "stabilize_", "strength_variances", "INITIALIZERS"]
 
@@ -45,36 +46,16 @@ INITIALIZERS = (
 Initializer = Union[str, Callable[..., Any]]
 
 
-def strength_variances(M: Any) -> tuple[float, float]:
-    """``(Var of in-strengths, Var of out-strengths)`` of a canonical matrix, in float64.
-
-    ``M`` is a numpy array or a torch tensor of shape ``(n_out, n_in)`` (``ndim > 2`` is
-    reshaped to ``(shape[0], -1)``); in-strength of output ``i`` is ``M[i, :].sum()``,
-    out-strength of input ``j`` is ``M[:, j].sum()``; population variances (``ddof=0``).
-    """
-    if type(M).__module__.startswith("torch"):
-        import torch
-
-        if M.device.type == "cpu" and M.dtype in (torch.float32, torch.float64):
-            M = M.detach().numpy()  # numpy's float64-accumulating sums are ~5x faster on the CPU
-        else:
-            with torch.no_grad():  # sums accumulate in float64 without a float64 copy of M
-                A = M.detach().reshape(M.shape[0], -1)
-                s_in, s_out = A.sum(1, dtype=torch.float64), A.sum(0, dtype=torch.float64)
-                return float(s_in.var(unbiased=False)), float(s_out.var(unbiased=False))
-    A = np.asarray(M).reshape(np.shape(M)[0], -1)
-    return float(A.sum(1, dtype=np.float64).var()), float(A.sum(0, dtype=np.float64).var())
-
-
 def _score(M: Any) -> float:
     v_in, v_out = strength_variances(M)
     return 0.5 * (v_in + v_out)
 
 
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise ValueError(f"k (the number of draws) must be a non-negative integer; got {k!r}")
-    return int(k)
+def check_draws(draws: Any) -> int:
+    """``draws`` as an int, if it is a non-negative integer (else :class:`ValueError`)."""
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 0:
+        raise ValueError(f"the number of draws must be a non-negative integer; got {draws!r}")
+    return int(draws)
 
 
 def resolve_initializer(initializer: Initializer) -> Callable[..., Any]:
@@ -102,8 +83,8 @@ def _call_init(init: Callable[..., Any], t: Any, generator: Any) -> None:
     init(t, generator=generator)
 
 
-def stabilize_(tensor: Any, initializer: Initializer, k: int, *, generator: Any = None) -> Any:
-    r"""Re-initialise ``tensor`` in place with the best of ``k`` draws (lowest strength variance).
+def stabilize_(tensor: Any, initializer: Initializer, draws: int, *, generator: Any = None) -> Any:
+    r"""Re-initialise ``tensor`` in place with the best of ``draws`` draws (lowest strength variance).
 
     Parameters
     ----------
@@ -113,8 +94,9 @@ def stabilize_(tensor: Any, initializer: Initializer, k: int, *, generator: Any 
         A ``torch.nn.init`` function such as ``torch.nn.init.kaiming_normal_`` (or a
         ``functools.partial`` of one) or its name, ``"kaiming_normal"``; see
         :data:`INITIALIZERS`. It is called as ``initializer(t, generator=generator)``.
-    k : int
-        Number of draws; ``0`` switches stabilisation off (``tensor`` is left as it is).
+    draws : int
+        Number of draws (the authors' ``K``); ``0`` switches stabilisation off (``tensor`` is
+        left as it is).
     generator : torch.Generator, optional
         Threaded into every draw.
 
@@ -127,7 +109,7 @@ def stabilize_(tensor: Any, initializer: Initializer, k: int, *, generator: Any 
     Raises
     ------
     ValueError
-        If ``k`` is negative or not an integer, or ``initializer`` is an unknown name.
+        If ``draws`` is negative or not an integer, or ``initializer`` is an unknown name.
     TypeError
         If ``initializer`` takes no ``generator`` argument.
 
@@ -139,13 +121,13 @@ def stabilize_(tensor: Any, initializer: Initializer, k: int, *, generator: Any 
     >>> stabilize_(w, "kaiming_normal", 10, generator=g) is w
     True
     """
-    k = _check_k(k)
+    k = check_draws(draws)
     init = resolve_initializer(initializer)
     check_tensor(tensor, "tensor", finite=False)  # its values are about to be overwritten
-    return _best_of(tensor, init, k, generator, lambda t: t)
+    return best_of(tensor, init, k, generator, lambda t: t)
 
 
-def _best_of(tensor: Any, init: Callable[..., Any], k: int, generator: Any, canonical: Callable) -> Any:
+def best_of(tensor: Any, init: Callable[..., Any], k: int, generator: Any, canonical: Callable) -> Any:
     """:func:`stabilize_` after validation; ``canonical(t)`` is the ``(n_out, n_in)`` matrix of
     a draw ``t`` (stored layouts that are not canonical, such as transposed convolutions)."""
     import torch
@@ -164,8 +146,8 @@ def _best_of(tensor: Any, init: Callable[..., Any], k: int, generator: Any, cano
     return tensor
 
 
-def stabilize(draw: Callable[[np.random.Generator], Any], k: int, *, rng: RngLike = None) -> np.ndarray:
-    r"""The best of ``k`` draws of ``draw(rng)``: the array with the lowest strength variance.
+def stabilize(draw: Callable[[np.random.Generator], Any], draws: int, *, rng: RngLike = None) -> np.ndarray:
+    r"""The best of ``draws`` draws of ``draw(rng)``: the array with the lowest strength variance.
 
     Parameters
     ----------
@@ -173,7 +155,7 @@ def stabilize(draw: Callable[[np.random.Generator], Any], k: int, *, rng: RngLik
         ``draw(rng)`` returns a new weight array (shape ``(n_out, n_in)`` or ``(n_out, ...)``)
         drawn from the numpy generator ``rng``, e.g.
         ``lambda g: g.normal(0, (2 / 784) ** 0.5, (512, 784))``.
-    k : int
+    draws : int
         Number of draws; ``0`` (off) and ``1`` both return a single draw.
     rng : None, int or numpy.random.Generator, optional
         Passed to every ``draw`` call (they consume it one after the other).
@@ -186,7 +168,7 @@ def stabilize(draw: Callable[[np.random.Generator], Any], k: int, *, rng: RngLik
     Raises
     ------
     ValueError
-        If ``k`` is negative or not an integer.
+        If ``draws`` is negative or not an integer.
     ShapeError, DtypeError, NonFiniteError
         If a draw is not a finite floating-point array with ``ndim >= 2``.
 
@@ -197,7 +179,7 @@ def stabilize(draw: Callable[[np.random.Generator], Any], k: int, *, rng: RngLik
     >>> W.shape
     (32, 32)
     """
-    k = max(1, _check_k(k))
+    k = max(1, check_draws(draws))
     gen = as_generator(rng)
     best, best_score = None, float("inf")
     for _ in range(k):

@@ -11,13 +11,13 @@ from torch import nn
 
 from netinit.diversity import (
     ActivationCorrelation,
-    DeCov,
     Decorrelation,
+    DeCov,
     Orthogonality,
     Schedule,
     WeightCorrelation,
 )
-from netinit.errors import DataError, LayerError, NoLayersError, ShapeError
+from netinit.errors import DataError, NoLayersError, ShapeError
 
 ACT = [ActivationCorrelation, DeCov]
 WEIGHT = [WeightCorrelation, Orthogonality]
@@ -228,7 +228,7 @@ def test_decorrelation_bad_arguments():
         Decorrelation(model, schedule="step")
     with pytest.raises(ValueError, match="coef must be a non-negative number, got -1"):
         Decorrelation(model, coef=-1)
-    with pytest.raises(LayerError, match="'head' matches no module"):
+    with pytest.raises(NoLayersError, match="no weight layer matches the layer regex 'head'"):
         Decorrelation(model, layers="head")
     with pytest.raises(NoLayersError, match="no hidden layer"):
         Decorrelation(nn.Linear(3, 2))

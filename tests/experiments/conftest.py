@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.config import ExperimentConfig, override
+from netinit.experiments.config import ExperimentConfig, override
 
 
 def tiny_config(**changes) -> ExperimentConfig:
@@ -35,7 +35,7 @@ def torch_one_thread():
 @pytest.fixture(scope="session")
 def tiny_results(tmp_path_factory, torch_one_thread):
     """A finished results folder of :func:`tiny_config` (3 methods x 3 seeds), run serially once."""
-    from analysis.runner import run_grid
+    from netinit.experiments.runner import run_grid
 
     out = tmp_path_factory.mktemp("tiny_results")
     cfg = tiny_config()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.config import (
+from netinit.experiments.config import (
     CONFIG_DIR,
     REGULARISERS,
     ConfigError,

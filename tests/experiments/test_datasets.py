@@ -1,4 +1,4 @@
-"""netinit.datasets: digits, mnist1d, synthetic and user-provided MNIST and CIFAR-10 files."""
+"""netinit.experiments.datasets: digits, mnist1d, synthetic and user-provided MNIST and CIFAR-10 files."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from netinit.datasets import IMAGE_SHAPES, load_dataset, read_cifar_batch, read_idx
 from netinit.errors import DataError
+from netinit.experiments.datasets import IMAGE_SHAPES, load_dataset, read_cifar_batch, read_idx
 
 
 def test_digits_split_is_stratified_standardised_and_seeded():

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.cli import add_experiment_commands, is_results_dir, main
+import pytest
+
+from netinit.cli import main
+from netinit.experiments.cli import add_experiment_commands, is_results_dir
 
 
 def _toml(tmp_path):
@@ -22,7 +25,7 @@ def test_experiment_then_compare(tmp_path, capsys, torch_one_thread):
     assert is_results_dir(res) and not is_results_dir(tmp_path)
     assert main(["experiment", str(cfg), "-o", str(res), "--dry-run", "--set", "train.lr=0.1"]) == 0
     assert "6 runs, 6 already finished" in capsys.readouterr().out
-    assert main(["compare", str(res), "-o", str(rep)]) == 0
+    assert main(["results", str(res), "-o", str(rep)]) == 0
     err = capsys.readouterr().err
     assert "test_acc at the last epoch (1): " in err and "Friedman test over 3 conditions" in err
     assert (rep / "report.html").is_file()
@@ -33,14 +36,20 @@ def test_bad_config_exits_1_with_the_reason(tmp_path, capsys):
     p.write_text('[grid]\nmethods = ["kaiming"]\n')
     assert main(["experiment", str(p), "-o", str(tmp_path / "r")]) == 1
     assert "unknown initialiser 'kaiming'; initialisers: default, kaiming_uniform" in capsys.readouterr().err
-    assert main(["compare", str(tmp_path), "-o", str(tmp_path / "rep")]) == 1
+    assert main(["results", str(tmp_path), "-o", str(tmp_path / "rep")]) == 1
     assert "not an experiment results folder" in capsys.readouterr().err
+
+
+def test_compare_of_a_results_folder_names_the_results_command(tmp_path):
+    (tmp_path / "experiment.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"is an experiment results folder; its statistics are `netinit results "):
+        main(["compare", str(tmp_path), "-o", str(tmp_path / "rep")])
 
 
 def test_add_experiment_commands_plugs_into_a_parser(tmp_path):
     parser = argparse.ArgumentParser(prog="netinit")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_experiment_commands(sub)
+    assert [p.prog for p in add_experiment_commands(sub)] == ["netinit experiment", "netinit results"]
     args = parser.parse_args(["experiment", "c.toml", "-o", "out", "--scheduler", "tcp://127.0.0.1:8786",
                               "--seeds", "5"])
     assert args.scheduler == "tcp://127.0.0.1:8786" and args.seeds == 5 and callable(args.func)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.config import ConfigError, InitConfig, ModelConfig, parse_method
-from analysis.models import build_model, initialise, input_shape, weight_layers
+from netinit.experiments.config import ConfigError, InitConfig, ModelConfig, parse_method
+from netinit.experiments.models import build_model, initialise, input_shape, weight_layers
 
 
 @pytest.mark.parametrize(("arch", "features"), [("mlp", 64), ("cnn", 64), ("cnn", 40), ("resnet", 64), ("resnet", 40)])
@@ -18,7 +18,7 @@ def test_architectures_forward(arch, features):
 
 def test_input_shape():
     assert input_shape(64) == (1, 8, 8) and input_shape(784) == (1, 28, 28) and input_shape(40) == (1, 40)
-    assert input_shape(3072) == (3, 32, 32)  # CIFAR-10 (netinit.datasets.IMAGE_SHAPES)
+    assert input_shape(3072) == (3, 32, 32)  # CIFAR-10 (netinit.experiments.datasets.IMAGE_SHAPES)
     assert input_shape(48) == (1, 48) and input_shape(48, (3, 4, 4)) == (3, 4, 4)
     with pytest.raises(ValueError, match=r"image_shape must be .* holding the 64 input features, got \(3, 4, 4\)"):
         input_shape(64, (3, 4, 4))
@@ -37,10 +37,10 @@ def test_cifar_shaped_inputs_are_colour_images(arch):
 
 @pytest.mark.parametrize("arch", ["cnn", "resnet"])
 def test_tiny_run_on_fake_cifar_through_the_runner(tmp_path, arch, tiny, torch_one_thread):
-    """Fake CIFAR-10 python batches -> netinit.datasets -> analysis.runner.train_run with a CNN."""
+    """Fake CIFAR-10 python batches -> netinit.experiments.datasets -> analysis.runner.train_run with a CNN."""
     import pickle
 
-    from analysis.runner import train_run
+    from netinit.experiments.runner import train_run
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "cifar-10-batches-py"

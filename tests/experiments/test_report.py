@@ -7,7 +7,7 @@ from html import unescape
 import pandas as pd
 import pytest
 
-from analysis.report import (
+from netinit.experiments.report import (
     analyse,
     claim_check,
     compare_results,
@@ -16,8 +16,8 @@ from analysis.report import (
     structure_change,
     structure_tests,
 )
-from analysis.runner import ResultsFolderError, load_results, run_grid
-from analysis.stats import paired_comparison
+from netinit.experiments.runner import ResultsFolderError, load_results, run_grid
+from netinit.experiments.stats import paired_comparison
 
 NAN = re.compile(r"\bnan\b", re.IGNORECASE)
 

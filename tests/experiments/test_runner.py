@@ -5,10 +5,11 @@ import json
 import pandas as pd
 import pytest
 
-import analysis.runner as runner
-import analysis.training as training
-from analysis.config import config_hash
-from analysis.runner import (
+import netinit.experiments.runner as runner
+import netinit.experiments.training as training
+from netinit.errors import OutputError
+from netinit.experiments.config import config_hash
+from netinit.experiments.runner import (
     Progress,
     ResultsFolderError,
     load_results,
@@ -16,7 +17,6 @@ from analysis.runner import (
     run_path,
     train_run,
 )
-from netinit.errors import OutputError
 
 
 def test_run_table_is_tidy_and_complete(tiny_results):

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.stats import (
+from netinit.experiments.stats import (
     StatsError,
     critical_difference,
     friedman_nemenyi,

@@ -140,13 +140,13 @@ def test_names_and_kinds(files):
     assert ckpt.info("params.ConvTranspose_0.kernel").shape == (8, 5, 2, 2)  # (in, out, kh, kw)
     assert ckpt.stored_shape("params.ConvTranspose_0.kernel") == (2, 2, 8, 5)
     layers, skipped = find_layers(ckpt)
-    assert [(la.name, la.kind) for la in layers] == [
-        ("params.ConvTranspose_0.kernel", "conv_transpose2d"), ("params.Conv_0.kernel", "conv2d"),
-        ("params.Conv_1.kernel", "conv2d"), ("params.Dense_0.kernel", "linear")]
+    assert [(la.name, la.kind) for la in layers] == [  # names sorted as strings: shown in model order
+        ("params.Conv_0.kernel", "conv2d"), ("params.Conv_1.kernel", "conv2d"),
+        ("params.ConvTranspose_0.kernel", "conv_transpose2d"), ("params.Dense_0.kernel", "linear")]
     assert len(layers) + len(skipped) == len(ckpt)
     assert set(ckpt.converted) == {la.name for la in layers}
     seq = load_checkpoint(files["seq"][0])
-    assert [(la.name, la.kind) for la in find_layers(seq)[0]] == [
+    assert sorted((la.name, la.kind) for la in find_layers(seq)[0]) == [
         ("params.attn.key.kernel", "attention"), ("params.attn.out.kernel", "attention"),
         ("params.attn.query.kernel", "attention"), ("params.attn.value.kernel", "attention"),
         ("params.c1d.kernel", "conv1d")]

@@ -283,9 +283,10 @@ def _keras3_weights(path, layer_name="sequential"):
     return path
 
 
-def test_keras_global_heap_object_size_that_makes_hdf5_loop(tmp_path):
-    """One changed byte (the size of a global-heap object, 10 -> 1) sends HDF5's attribute read
-    into an endless loop; the reader stops it after h5_timeout seconds."""
+@pytest.fixture
+def hdf5_loop(tmp_path):
+    """One changed byte (the size of a global-heap object, 10 -> 1) that sends HDF5's attribute
+    read into an endless loop."""
     p = _keras3_weights(tmp_path / "m.weights.h5")
     assert _read_all(p)["sequential.kernel"].shape == (4, 3)
     data = bytearray(p.read_bytes())
@@ -294,9 +295,40 @@ def test_keras_global_heap_object_size_that_makes_hdf5_loop(tmp_path):
     struct.pack_into("<Q", data, gcol + 24, 1)
     bad = tmp_path / "hang.weights.h5"
     bad.write_bytes(bytes(data))
+    return bad
+
+
+def test_keras_global_heap_loop_refused_before_hdf5_runs(hdf5_loop):
+    with pytest.raises(CorruptFileError, match=r"hang\.weights\.h5: corrupt HDF5 global heap at byte \d+ "
+                                               r"\(object 0 of 0 bytes at byte \d+ never ends\)"):
+        load_checkpoint(hdf5_loop)
+
+
+def test_keras_hdf5_walk_stopped_by_the_time_bound(hdf5_loop, monkeypatch):
+    """The same loop, the structure check left out: the child running HDF5 is killed."""
+    import netinit.formats.keras as keras_reader
+
+    monkeypatch.setattr(keras_reader, "check_global_heaps", lambda *a, **k: None)
     with limits(h5_timeout=2):
-        with pytest.raises(CorruptFileError, match=r"hang\.weights\.h5: .*(did not finish in 2 s|corrupt HDF5)"):
-            load_checkpoint(bad)
+        with pytest.raises(CorruptFileError, match=r"hang\.weights\.h5: reading the HDF5 structure did not "
+                                                   r"finish in 2 s .*NETINIT_H5_TIMEOUT"):
+            load_checkpoint(hdf5_loop)
+
+
+def test_bounded_call_results_errors_and_crashes(tmp_path):
+    import os
+    import time
+
+    from netinit.formats._bounded import bounded_call
+
+    kw = dict(timeout=30, what="parsing", variable="X")
+    assert bounded_call(lambda: {"a": [1, 2]}, tmp_path, **kw) == {"a": [1, 2]}
+    with pytest.raises(CorruptFileError, match=r"parsing \(ZeroDivisionError: division by zero\)"):
+        bounded_call(lambda: 1 / 0, tmp_path, **kw)
+    with pytest.raises(CorruptFileError, match=r"parsing ended the parser without a result \(exit status -9\)"):
+        bounded_call(lambda: os.kill(os.getpid(), 9), tmp_path, **kw)
+    with pytest.raises(CorruptFileError, match=r"parsing did not finish in 1 s"):
+        bounded_call(lambda: time.sleep(60), tmp_path, **dict(kw, timeout=1))
 
 
 def test_keras_non_utf8_group_name(tmp_path):

@@ -150,7 +150,7 @@ def test_chain_shape_error_names_both():
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("f", [in_strength, out_strength, degree, strength_stats])
 def test_bad_input(f, backend):
-    msg = r"W: contains 1 NaN/inf value\(s\), the first at index \(1, 0\)"
+    msg = r"W holds 1 non-finite value\(s\) \(NaN or inf\), the first at index \(1, 0\): nan"
     with pytest.raises(NonFiniteError, match=msg):
         f(as_backend(np.array([[1.0, 2.0], [np.nan, 0.0]]), backend))
     with pytest.raises(ShapeError, match=r"2-D .* got shape \(3,\)"):

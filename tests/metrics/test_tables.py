@@ -86,7 +86,7 @@ def test_layer_summary_torch_matches_numpy(conv):
 
 
 def test_layer_summary_errors():
-    with pytest.raises(NonFiniteError, match="fc1: contains 1 NaN"):
+    with pytest.raises(NonFiniteError, match="fc1 holds 1 non-finite value"):
         layer_summary(np.array([[1.0, np.nan]]), layer="fc1", kind="linear")
     with pytest.raises(ShapeError, match=r"fc1: expected a 2-D .* got shape \(5,\)"):
         layer_summary(np.ones(5), layer="fc1", kind="linear")
@@ -136,5 +136,5 @@ def test_neuron_table_torch(conv):
 def test_neuron_table_errors():
     with pytest.raises(ValueError, match=r"centrality must be one of .* got 'yes'"):
         neuron_table(np.ones((2, 2)), layer="fc", centrality="yes")
-    with pytest.raises(NonFiniteError, match="fc: contains"):
+    with pytest.raises(NonFiniteError, match="fc holds 1 non-finite value"):
         neuron_table(np.array([[np.inf, 1.0]]), layer="fc")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from netinit.rewire import pa_pass, pa_rewire_, rewire_model_
-from netinit.rewire.kernels import _pa_pass_torch
+from netinit.rewire.kernels import pa_pass_torch
 
 pytestmark = [
     pytest.mark.gpu,
@@ -49,7 +49,7 @@ def test_triton_launch_modes_and_grids(shape, mode, ctas):
 @pytest.mark.parametrize("shape", [(2, 2), (33, 17), (64, 300)])
 def test_torch_kernel_on_cuda_equals_numpy(shape):
     M, E = _pair(shape, torch.float32, seed=1)
-    out = _pa_pass_torch(M, E)
+    out = pa_pass_torch(M, E)
     np.testing.assert_array_equal(out.cpu().numpy(), pa_pass(M.cpu().numpy(), E.cpu().numpy()))
 
 

@@ -8,8 +8,14 @@ import torch
 import torch.nn as nn
 
 from netinit.errors import LayerError, NoLayersError, NonFiniteError
+from netinit.layers import find_layers
 from netinit.rewire import rewire_model_
-from netinit.rewire.model import COLUMNS, _from_canonical, _to_canonical
+from netinit.rewire.model import COLUMNS
+from netinit.rewire.report import REPORT_COLUMNS
+
+
+def _layer(model, name):
+    return next(layer for layer in find_layers(model)[0] if layer.name == name)
 
 
 class Net(nn.Module):
@@ -40,9 +46,9 @@ def test_table_and_invariants():
     net = Net()
     before = _state(net)
     table = rewire_model_(net, seed=0)
-    assert list(table.columns) == list(COLUMNS)
+    assert list(table.columns) == list(COLUMNS) == REPORT_COLUMNS  # one schema with netinit rewire
     assert list(table["layer"]) == EXPECTED
-    assert table.loc[table["layer"] == "up.weight", "shape"].item() == (16, 3, 3, 3)
+    assert table.loc[table["layer"] == "up.weight", "shape"].item() == "16x3x3x3"
     after = net.state_dict()
     for name, old in before.items():
         if name in EXPECTED:
@@ -59,7 +65,7 @@ def test_deterministic_seeded_and_independent_of_other_layers():
     rewire_model_(a, seed=0)
     rewire_model_(b, seed=0)
     rewire_model_(c, seed=1)
-    rewire_model_(d, seed=0, layers=r"^head\.2$")
+    rewire_model_(d, seed=0, layers=["head.2"])  # a module name
     sa, sb, sc, sd = (m.state_dict() for m in (a, b, c, d))
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(sa["head.0.weight"], sc["head.0.weight"])
@@ -70,10 +76,13 @@ def test_deterministic_seeded_and_independent_of_other_layers():
 def test_layers_regex():
     table = rewire_model_(Net(), seed=0, layers="features|up")
     assert list(table["layer"]) == ["features.0.weight", "features.2.weight", "up.weight"]
-    with pytest.raises(LayerError, match=r"layers='decoder' matches no module name of Net"):
+    assert list(rewire_model_(Net(), seed=0, layers=r"\.2\.weight$")["layer"]) == ["features.2.weight", "head.2.weight"]
+    with pytest.raises(NoLayersError, match=r"Net: no weight layer matches the layer regex 'decoder'"):
         rewire_model_(Net(), layers="decoder")
-    with pytest.raises(LayerError, match=r"layers='\(' is not a valid regular expression"):
+    with pytest.raises(LayerError, match=r"invalid layer regex '\(' for Net"):
         rewire_model_(Net(), layers="(")
+    with pytest.raises(LayerError, match=r"not weight layers: 'features\.1' \(no such tensor or module\)"):
+        rewire_model_(Net(), layers=["head.0", "features.1"])
 
 
 def test_no_layers_and_bad_options():
@@ -91,7 +100,8 @@ def test_conv_transpose_orientation():
     """Canonical row ``o`` holds the weights feeding output channel ``o`` (groups respected)."""
     m = nn.ConvTranspose2d(6, 4, (2, 3), groups=2)  # weight (in=6, out/g=2, 2, 3)
     w = m.weight.detach()
-    M = _to_canonical(w, 2)
+    layer = _layer(m, "weight")
+    M = layer.canonical(w)
     assert M.shape == (4, 3 * 6)
     for o in range(4):
         grp, oo = divmod(o, 2)
@@ -101,16 +111,15 @@ def test_conv_transpose_orientation():
     x = torch.ones(1, 6, 1, 1)
     y = torch.nn.functional.conv_transpose2d(x, w, groups=2).sum(dim=(0, 2, 3))
     torch.testing.assert_close(y, M.sum(1))
-    back = torch.empty_like(w)
-    _from_canonical(M, back, 2)
-    assert torch.equal(back, w)
+    assert torch.equal(layer.from_matrix(M), w)
 
 
 def test_conv_transpose_rows_pass_keeps_each_output_channels_weights():
     net = nn.Sequential(nn.ConvTranspose2d(6, 4, 3, groups=2))
     w0 = net[0].weight.detach().clone()
     rewire_model_(net, seed=3, passes="rows")
-    M0, M1 = _to_canonical(w0, 2), _to_canonical(net[0].weight.detach(), 2)
+    layer = _layer(net, "0.weight")
+    M0, M1 = layer.canonical(w0), layer.canonical(net[0].weight.detach())
     assert torch.equal(M0.sort(dim=1).values, M1.sort(dim=1).values)
     assert not torch.equal(M0, M1)
 
@@ -159,35 +168,36 @@ class Repeated(nn.Module):
 
 def test_layers_rewired_together_get_their_own_results():
     """rewire_model_ stacks same-shaped layers; each must equal pa_rewire_ on its own stream."""
+    from netinit._rng import torch_seed
     from netinit.rewire import pa_rewire_
-    from netinit.rewire.model import _chunks, _find_weights, _torch_seed
+    from netinit.rewire.model import _chunks
 
     net, ref = Repeated(), Repeated()
-    chunks = _chunks(_find_weights(net))
+    chunks = _chunks(find_layers(net)[0])
     assert max(len(c) for c in chunks) >= 5  # the test exercises real stacks
     rewire_model_(net, seed=4)
     with torch.no_grad():
-        for w in _find_weights(ref):
-            M = _to_canonical(w.param, w.transposed_groups)
-            pa_rewire_(M, generator=torch.Generator().manual_seed(_torch_seed(4, w.name)))
-            _from_canonical(M, w.param, w.transposed_groups)
+        for w in find_layers(ref)[0]:
+            M = w.canonical(w.param.detach()).contiguous()
+            pa_rewire_(M, generator=torch.Generator().manual_seed(torch_seed(4, w.name)))
+            w.write_(M)
     for (name, a), b in zip(net.state_dict().items(), ref.state_dict().values()):
         assert torch.equal(a, b), name
 
 
 def test_stack_sizes_are_bounded():
     from netinit.rewire._cpu import _STACK_ROW
-    from netinit.rewire.model import _canonical_shape, _chunks, _find_weights
+    from netinit.rewire.model import _chunks
 
-    ws = _find_weights(Repeated())
+    ws = find_layers(Repeated())[0]
     chunks = _chunks(ws)
     assert sorted(i for c in chunks for i in c) == list(range(len(ws)))
     largest = max(w.param.numel() for w in ws)
     for c in chunks:
-        keys = {(_canonical_shape(ws[i]), ws[i].param.dtype) for i in c}
+        keys = {(ws[i].matrix_shape, ws[i].param.dtype) for i in c}
         assert len(keys) == 1
-        assert len(c) * max(_canonical_shape(ws[c[0]])) <= _STACK_ROW
-        if ws[c[0]].transposed_groups or ws[c[0]].param.dtype == torch.float16:  # rewired on copies
+        assert len(c) * max(ws[c[0]].matrix_shape) <= _STACK_ROW
+        if ws[c[0]].transposed or ws[c[0]].param.dtype == torch.float16:  # rewired on copies
             assert sum(ws[i].param.numel() for i in c) <= largest
 
 

@@ -210,9 +210,9 @@ def test_torch_all_equal_is_a_no_op():
 def test_device_path_orchestration_matches_the_kernels(monkeypatch):
     """_device_inplace (draws, passes, transposes) checked on CPU tensors with the torch kernel."""
     import netinit.rewire.pa as pa
-    from netinit.rewire.kernels import _pa_pass_torch
+    from netinit.rewire.kernels import pa_pass_torch
 
-    monkeypatch.setattr(pa, "_device_kernel", lambda n_cols: _pa_pass_torch)
+    monkeypatch.setattr(pa, "_device_kernel", lambda n_cols: pa_pass_torch)
     w = torch.randn(12, 3, 2, 2, generator=torch.Generator().manual_seed(0))
     W = w.clone().reshape(12, 12)
     pa._device_inplace(w, torch.Generator().manual_seed(5), "both", 12, 12)
@@ -227,10 +227,10 @@ def test_device_kernel_falls_back_without_triton(monkeypatch):
     import sys
 
     import netinit.rewire.pa as pa
-    from netinit.rewire.kernels import _pa_pass_torch
+    from netinit.rewire.kernels import pa_pass_torch
 
     monkeypatch.setitem(sys.modules, "netinit.rewire._triton", None)  # import raises ImportError
-    assert pa._device_kernel(64) is _pa_pass_torch
+    assert pa._device_kernel(64) is pa_pass_torch
 
 
 # --- stacks: several same-shaped CPU tensors rewired together --------------------------------
@@ -242,7 +242,7 @@ def _gens(seeds):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_stack_gives_each_tensor_its_pa_rewire_result(dtype):
-    from netinit.rewire.pa import _rewire_stack_
+    from netinit.rewire.pa import rewire_stack_
 
     base = [torch.randn(24, 3, 3, 3, generator=g).to(dtype) for g in _gens(range(4))]
     base[2] = torch.full((24, 3, 3, 3), 0.25, dtype=dtype)  # all equal: left alone, like pa_rewire_
@@ -250,7 +250,7 @@ def test_stack_gives_each_tensor_its_pa_rewire_result(dtype):
     for t, g in zip(alone, _gens(range(10, 14))):
         pa_rewire_(t, generator=g)
     stacked = [t.clone() for t in base]
-    _rewire_stack_(stacked, _gens(range(10, 14)))
+    rewire_stack_(stacked, _gens(range(10, 14)))
     for a, b in zip(alone, stacked):
         assert a.dtype == b.dtype == dtype
         assert torch.equal(a, b)
@@ -258,19 +258,19 @@ def test_stack_gives_each_tensor_its_pa_rewire_result(dtype):
 
 
 def test_stack_validates_every_tensor_before_changing_any():
-    from netinit.rewire.pa import _rewire_stack_
+    from netinit.rewire.pa import rewire_stack_
 
     good = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))
     bad = good.clone()
     bad[3, 4] = float("inf")
     kept = good.clone()
     with pytest.raises(NonFiniteError, match=r"tensors\[1\] holds 1 non-finite value"):
-        _rewire_stack_([good, bad], _gens([0, 1]))
+        rewire_stack_([good, bad], _gens([0, 1]))
     assert torch.equal(good, kept)
     with pytest.raises(ValueError, match=r"share one \(n_rows, n_cols\) shape"):
-        _rewire_stack_([good, torch.randn(6, 5)], _gens([0, 1]))
+        rewire_stack_([good, torch.randn(6, 5)], _gens([0, 1]))
     with pytest.raises(ValueError, match="2 tensors but 1 generators"):
-        _rewire_stack_([good, good.clone()], _gens([0]))
+        rewire_stack_([good, good.clone()], _gens([0]))
     with pytest.raises(ValueError, match="passes must be one of"):
-        _rewire_stack_([good], _gens([0]), passes="all")
+        rewire_stack_([good], _gens([0]), passes="all")
     assert torch.equal(good, kept)
