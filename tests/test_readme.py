@@ -41,14 +41,6 @@ def test_readme_documents_every_rewire_option():
     assert missing == []
 
 
-def test_readme_says_which_variance_each_pass_lowers():
-    text = _flat(CLI_SECTION)
-    rows = text.split("`--passes rows`", 1)[1].split("`--passes cols`", 1)[0]
-    cols = text.split("`--passes cols`", 1)[1].split("`--device cuda`", 1)[0]
-    assert "out-strengths (column sums) even out, so `out_strength_var` falls" in rows
-    assert "in-strengths (row sums) even out, so `in_strength_var` falls" in cols
-
-
 def test_readme_neurons_table_lists_every_column():
     import numpy as np
 
@@ -57,7 +49,7 @@ def test_readme_neurons_table_lists_every_column():
     row = next(line for line in README.splitlines() if line.startswith("| `neurons.csv`"))
     documented = set(re.findall(r"\b[a-z_]+\b", " ".join(re.findall(r"`([^`]*)`", row))))
     columns = neuron_table(np.arange(6.0).reshape(2, 3) - 2, layer="fc", centrality="exact").columns
-    assert set(columns) <= documented, set(columns) - documented
+    assert set(columns) | {"block", "role", "expert"} <= documented, set(columns) - documented
 
 
 def test_readme_cli_section_covers_the_new_user_questions():
