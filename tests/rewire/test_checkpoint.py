@@ -18,7 +18,7 @@ from netinit.formats import load_checkpoint
 from netinit.rewire.checkpoint import rewire_checkpoint
 from netinit.rewire.report import REPORT_COLUMNS
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "data" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples"
 
 
 def _sorted(t: torch.Tensor) -> np.ndarray:
