@@ -5,7 +5,9 @@ global-heap collection whose object sizes do not add up, deaf to ``KeyboardInter
 code runs, so no signal handler does). A thread cannot be stopped and ``signal.alarm`` is not
 delivered while C code runs, so :func:`bounded_call` runs the function in a forked child process
 and kills it (``SIGKILL``) when ``timeout`` seconds pass. The child inherits the parent's imports,
-so a call costs a fork (milliseconds), not a new interpreter. The result or a
+so a call costs a fork (milliseconds), not a new interpreter. Its address space can be capped as
+well (``memory``): HDF5 allocates what a damaged length field declares (gigabytes from a 20 kB
+file) before it finds the data is not there. The result or a
 :class:`~netinit.errors.NetinitError` comes back pickled through a pipe; any other exception in
 the child becomes a :class:`~netinit.errors.CorruptFileError` naming the file.
 
@@ -29,7 +31,27 @@ from netinit.formats.base import corrupt
 __all__ = ["bounded_call"]
 
 
-def _child(fn: Callable[[], Any], path: Path, what: str, w: int) -> None:
+def _limit_memory(extra: int) -> None:
+    """Cap the child's address space at its size now plus ``extra`` bytes (Linux ``RLIMIT_AS``):
+    an allocation past it fails inside the parser (HDF5 reports it as an error) instead of
+    taking the machine's memory."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            now = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = now + extra
+        resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    except (ImportError, OSError, ValueError):  # not Linux: time bound only
+        pass
+
+
+def _child(fn: Callable[[], Any], path: Path, what: str, w: int, memory: int | None) -> None:
+    for sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT):
+        signal.signal(sig, signal.SIG_DFL)  # a crash ends the child quietly; the parent reports it
+    if memory is not None:
+        _limit_memory(memory)
     try:
         try:
             result: tuple[str, Any] = ("ok", fn())
@@ -48,8 +70,9 @@ def _child(fn: Callable[[], Any], path: Path, what: str, w: int) -> None:
         os._exit(0)  # no atexit handlers, no flushing of the parent's buffers
 
 
-def bounded_call(fn: Callable[[], Any], path: Path, *, timeout: float, what: str, variable: str) -> Any:
-    """``fn()`` run in a child process killed after ``timeout`` seconds.
+def bounded_call(fn: Callable[[], Any], path: Path, *, timeout: float, what: str, variable: str,
+                 memory: int | None = None) -> Any:
+    """``fn()`` run in a child process killed after ``timeout`` seconds, its memory capped.
 
     Parameters
     ----------
@@ -63,6 +86,9 @@ def bounded_call(fn: Callable[[], Any], path: Path, *, timeout: float, what: str
         What ``fn`` does, for messages (``"reading the HDF5 structure"``).
     variable : str
         The environment variable that raises the bound, for messages.
+    memory : int, optional
+        Bytes the child may allocate beyond what it holds when forked (Linux); a failed
+        allocation is the parser's error, reported as a :class:`CorruptFileError`.
     """
     if not hasattr(os, "fork"):
         return fn()
@@ -73,7 +99,7 @@ def bounded_call(fn: Callable[[], Any], path: Path, *, timeout: float, what: str
         pid = os.fork()
     if pid == 0:
         os.close(r)
-        _child(fn, path, what, w)
+        _child(fn, path, what, w, memory)
     os.close(w)
     chunks: list[bytes] = []
     done = False

@@ -239,9 +239,13 @@ class KerasCheckpoint(Checkpoint):
             check_global_heaps(Path(spec[1]), *spec[2:], where=path)  # the known HDF5 loop, refused up front
             lim = current_limits()
             walk = lambda: _walk(spec, path, config, self.archive, head)  # noqa: E731
+            # the walk reads metadata and chunked datasets: it needs memory of the order of the
+            # file, and HDF5 allocates what damaged length fields declare: cap it at twice the
+            # HDF5 file's size plus h5_memory
+            memory = 2 * (spec[3] if spec[0] == "window" else Path(spec[1]).stat().st_size) + lim.h5_memory
             self._vars, self.unmapped, metadata, container = walk() if lim.h5_timeout == 0 else bounded_call(
                 walk, path, timeout=lim.h5_timeout, what="reading the HDF5 structure",
-                variable=Limits.variable("h5_timeout"))
+                variable=Limits.variable("h5_timeout"), memory=memory)
             if metadata is not None:
                 self.metadata = metadata
             if container is not None:

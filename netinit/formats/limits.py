@@ -17,6 +17,7 @@ limit                       default         what it bounds
 ``inflation_floor``         64 MiB          ... this size, below which any ratio is accepted
 ``h5_timeout``              60 s            the Keras reader's walk over the HDF5 structure
                                             (0: no bound, the walk runs in-process)
+``h5_memory``               1 GiB           memory that walk may take beyond twice the file's size
 ==========================  ==============  =======================================================
 
 Each can be raised for one block of code with :func:`limits` or for a whole process (the
@@ -45,6 +46,7 @@ class Limits:
     max_inflation: int = 100
     inflation_floor: int = 64 * 1024 * 1024
     h5_timeout: float = 60.0
+    h5_memory: int = 1024 * 1024 * 1024
 
     @staticmethod
     def variable(name: str) -> str:
