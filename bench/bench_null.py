@@ -44,7 +44,7 @@ def timed(fn) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096, help="n_out = n_in (default 4096)")
-    parser.add_argument("-k", type=int, default=100, help="shuffled copies (default 100)")
+    parser.add_argument("--shuffles", type=int, default=100, help="shuffled copies (default 100)")
     parser.add_argument("--models", nargs="+", default=list(NULL_MODELS), choices=NULL_MODELS)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "null.json"))
     args = parser.parse_args(argv)
@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"plain layer_summary: {first[0]:.2f} s wall, {first[1]:.2f} s cpu", flush=True)
     null_times = {}
     for model in args.models:
-        wall, cpu = timed(lambda: null_summary(W, k=args.k, model=model, rng=SEED))
+        wall, cpu = timed(lambda: null_summary(W, shuffles=args.shuffles, model=model, rng=SEED))
         null_times[model] = (wall, cpu)
-        print(f"null_summary k={args.k} model={model}: {wall:.2f} s wall, {cpu:.2f} s cpu",
+        print(f"null_summary shuffles={args.shuffles} model={model}: {wall:.2f} s wall, {cpu:.2f} s cpu",
               flush=True)
     second = timed(plain)
     print(f"plain layer_summary again: {second[0]:.2f} s wall, {second[1]:.2f} s cpu",
@@ -73,10 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     plain_cpu = (first[1] + second[1]) / 2
     for model, (wall, cpu) in null_times.items():
         cases.append({
-            "case": f"null_summary/{model}", "k": args.k, "corr_sample": 512,
+            "case": f"null_summary/{model}", "shuffles": args.shuffles, "corr_sample": 512,
             "seconds": wall, "cpu_seconds": cpu,
             "ratio_to_plain": wall / plain_wall, "cpu_ratio_to_plain": cpu / plain_cpu,
-            "seconds_per_copy": wall / args.k,
+            "seconds_per_copy": wall / args.shuffles,
         })
         print(f"  {model}: {wall / plain_wall:.1f}x the plain summary (cpu {cpu / plain_cpu:.1f}x)")
     report = {

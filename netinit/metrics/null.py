@@ -16,7 +16,7 @@ standard deviation :math:`\sigma_0` (sample SD, ``ddof=1``) over the ``K`` copie
 .. math:: z = \frac{x - \bar x_0}{\sigma_0},
 
 reported as ``<s>_null_observed`` (:math:`x`), ``<s>_null_mean``, ``<s>_null_sd`` and ``<s>_z``,
-with ``null_model`` and ``null_k`` recorded. **Degenerate null**: when
+with ``null_model`` and ``null_shuffles`` recorded. **Degenerate null**: when
 :math:`\sigma_0 \le 10^{-6} \max(|x|, |\bar x_0|)` (``sd`` exactly 0 included: a statistic the
 model keeps, such as the in-strength variance under ``"rows"``, up to the rounding of
 reordered sums, about :math:`10^{-7}` relative in float32) ``z`` is NaN, never a huge number
@@ -51,7 +51,8 @@ import numpy as np
 from netinit._rng import RngLike, as_generator
 from netinit.validation import check_matrix
 
-__all__ = ["NULL_MODELS", "SUMMARY_STATS", "shuffle_weights", "null_model", "null_summary"]
+__all__ = ["NULL_MODELS", "SUMMARY_STATS", "shuffle_weights", "null_model", "null_summary",
+           "null_chain_correlation"]
 
 #: The shuffles, as ``model=`` names them.
 NULL_MODELS = ("matrix", "rows", "columns")
@@ -82,10 +83,10 @@ def _check_model(model: str) -> str:
     return model
 
 
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise ValueError(f"k must be an integer >= 2 (shuffled copies for a null SD), got {k!r}")
-    return int(k)
+def _check_shuffles(shuffles: Any) -> int:
+    if isinstance(shuffles, bool) or not isinstance(shuffles, (int, np.integer)) or shuffles < 2:
+        raise ValueError(f"shuffles must be an integer >= 2 (shuffled copies for a null SD), got {shuffles!r}")
+    return int(shuffles)
 
 
 def _permute(X: np.ndarray, model: str, gen: np.random.Generator) -> None:
@@ -93,17 +94,17 @@ def _permute(X: np.ndarray, model: str, gen: np.random.Generator) -> None:
     gen.permuted(X, axis=_AXIS[model], out=X)
 
 
-def _shuffles(W: np.ndarray, k: int, model: str, gen: np.random.Generator) -> Iterator[np.ndarray]:
-    """``k`` independent shuffles of ``W``, in batches of shape ``(b, n_out, n_in)``.
+def _copies(W: np.ndarray, shuffles: int, model: str, gen: np.random.Generator) -> Iterator[np.ndarray]:
+    """``shuffles`` independent shuffled copies of ``W``, in batches of shape ``(b, n_out, n_in)``.
 
-    Copy ``r`` is drawn by the ``r``-th of ``k`` children spawned from ``gen``, so the copies
+    Copy ``r`` is drawn by the ``r``-th of ``shuffles`` children spawned from ``gen``, so the copies
     do not depend on the batch size (nor, in :func:`null_summary`, on threads).
     """
     n_out, n_in = W.shape
-    children = gen.spawn(k)
-    step = max(1, min(k, _BATCH_ELEMENTS // (n_out * n_in)))
-    for a in range(0, k, step):
-        X = np.broadcast_to(W, (min(step, k - a), n_out, n_in)).copy()
+    children = gen.spawn(shuffles)
+    step = max(1, min(shuffles, _BATCH_ELEMENTS // (n_out * n_in)))
+    for a in range(0, shuffles, step):
+        X = np.broadcast_to(W, (min(step, shuffles - a), n_out, n_in)).copy()
         for i, child in enumerate(children[a:a + step]):
             _permute(X[i], model, child)
         yield X
@@ -141,7 +142,7 @@ def shuffle_weights(W: Any, *, model: str = "matrix", rng: RngLike = None) -> np
     """
     _check_model(model)
     W = check_matrix(W)
-    return next(_shuffles(W, 1, model, as_generator(rng)))[0]
+    return next(_copies(W, 1, model, as_generator(rng)))[0]
 
 
 def _z(obs: float, mean: float, sd: float) -> float:
@@ -151,8 +152,8 @@ def _z(obs: float, mean: float, sd: float) -> float:
 
 
 def _columns(observed: Mapping[str, float], null: Mapping[str, np.ndarray],
-             model: str, k: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"null_model": model, "null_k": k}
+             model: str, shuffles: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"null_model": model, "null_shuffles": shuffles}
     for key, x in observed.items():
         vals = np.asarray(null[key], dtype=np.float64)
         if vals.min() == vals.max():  # exactly constant: no rounding noise in the mean or SD
@@ -170,7 +171,7 @@ def null_model(
     W: Any,
     statistic: Callable[[np.ndarray], Mapping[str, Any]],
     *,
-    k: int = 100,
+    shuffles: int = 100,
     model: str = "matrix",
     rng: RngLike = None,
 ) -> dict[str, Any]:
@@ -184,7 +185,7 @@ def null_model(
         bools are skipped, so a whole ``layer_summary`` row can be passed). Called once on
         ``W`` and once on each shuffled copy (a numpy array of ``W``'s dtype, which it must not
         keep after returning).
-    k : int, default 100
+    shuffles : int, default 100
         Shuffled copies, at least 2.
     model : {"matrix", "rows", "columns"}, default "matrix"
         The shuffle (module docstring).
@@ -195,13 +196,13 @@ def null_model(
     Returns
     -------
     dict
-        ``null_model``, ``null_k`` and, for every statistic ``s``: ``s_null_observed``,
+        ``null_model``, ``null_shuffles`` and, for every statistic ``s``: ``s_null_observed``,
         ``s_null_mean``, ``s_null_sd`` (``ddof=1``), ``s_z`` (NaN for a degenerate null).
 
     Raises
     ------
     ValueError
-        Unknown ``model``, ``k < 2``, or a statistic missing from a copy's mapping.
+        Unknown ``model``, ``shuffles < 2``, or a statistic missing from a copy's mapping.
     ShapeError, NonFiniteError, DtypeError
         ``W`` is not a valid weight matrix.
 
@@ -210,19 +211,19 @@ def null_model(
     >>> import math
     >>> import numpy as np
     >>> W = np.random.default_rng(0).normal(size=(20, 30))
-    >>> r = null_model(W, lambda X: {"first_row_sum": X[0].sum()}, k=50, model="rows", rng=0)
+    >>> r = null_model(W, lambda X: {"first_row_sum": X[0].sum()}, shuffles=50, model="rows", rng=0)
     >>> r["first_row_sum_null_sd"] < 1e-12, math.isnan(r["first_row_sum_z"])
     (True, True)
     """
     _check_model(model)
-    k = _check_k(k)
+    shuffles = _check_shuffles(shuffles)
     W = check_matrix(W)
     gen = as_generator(rng).spawn(2)[0]
     observed = {key: float(v) for key, v in statistic(W).items()
                 if isinstance(v, (Real, np.number)) and not isinstance(v, (bool, np.bool_))}
-    null = {key: np.empty(k) for key in observed}
+    null = {key: np.empty(shuffles) for key in observed}
     r = 0
-    for X in _shuffles(W, k, model, gen):
+    for X in _copies(W, shuffles, model, gen):
         for S in X:
             values = statistic(S)
             for key in observed:
@@ -230,7 +231,7 @@ def null_model(
                     raise ValueError(f"statistic returned no {key!r} for shuffled copy {r}")
                 null[key][r] = float(values[key])
             r += 1
-    return _columns(observed, null, model, k)
+    return _columns(observed, null, model, shuffles)
 
 
 def _corr_batch(X: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
@@ -267,15 +268,23 @@ def _corr_batch(X: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
 
 
 def _summary_batch(X: np.ndarray, keep: tuple[str, ...], threshold: float,
-                   rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
-    """The statistics of :data:`SUMMARY_STATS` not in ``keep`` for every ``X[b]``."""
+                   rows: np.ndarray, cols: np.ndarray, strengths: bool = False) -> dict[str, np.ndarray]:
+    """The statistics of :data:`SUMMARY_STATS` not in ``keep`` for every ``X[b]``; with
+    ``strengths`` also the signed strength vectors ``in_strengths`` (b, n_out) and
+    ``out_strengths`` (b, n_in) of the sides the model changes."""
     out: dict[str, np.ndarray] = {}
     need_in = "in_strength_var" not in keep
     need_out = "out_strength_var" not in keep
     if need_in:
-        out["in_strength_var"] = X.sum(axis=2, dtype=np.float64).var(axis=1)
+        s_in = X.sum(axis=2, dtype=np.float64)
+        out["in_strength_var"] = s_in.var(axis=1)
+        if strengths:
+            out["in_strengths"] = s_in
     if need_out:
-        out["out_strength_var"] = X.sum(axis=1, dtype=np.float64).var(axis=1)
+        s_out = X.sum(axis=1, dtype=np.float64)
+        out["out_strength_var"] = s_out.var(axis=1)
+        if strengths:
+            out["out_strengths"] = s_out
     A = np.abs(X)
     if need_in:
         out["in_strength_abs_var"] = A.sum(axis=2, dtype=np.float64).var(axis=1)
@@ -298,9 +307,9 @@ def _other_side(name: str) -> str:
     return "_".join({"in": "out", "out": "in"}.get(part, part) for part in name.split("_"))
 
 
-def _null_parts(W: np.ndarray, k: int, model: str, gen: np.random.Generator,
+def _null_parts(W: np.ndarray, shuffles: int, model: str, gen: np.random.Generator,
                 keep: tuple[str, ...], threshold: float, rows: np.ndarray,
-                cols: np.ndarray) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+                cols: np.ndarray, strengths: bool) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """(first copy, statistics of a batch of copies): batches of small layers in this thread;
     one copy per task on a few threads for large layers (numpy releases the GIL while it
     shuffles, sums and multiplies, so the copies are drawn and summarised concurrently)."""
@@ -308,8 +317,8 @@ def _null_parts(W: np.ndarray, k: int, model: str, gen: np.random.Generator,
                   else (os.cpu_count() or 1))
     if W.size < _THREAD_ELEMENTS or workers < 2:
         r = 0
-        for X in _shuffles(W, k, model, gen):
-            yield r, _summary_batch(X, keep, threshold, rows, cols)
+        for X in _copies(W, shuffles, model, gen):
+            yield r, _summary_batch(X, keep, threshold, rows, cols, strengths)
             r += X.shape[0]
         return
     from concurrent.futures import ThreadPoolExecutor
@@ -317,20 +326,21 @@ def _null_parts(W: np.ndarray, k: int, model: str, gen: np.random.Generator,
     def one(child: np.random.Generator) -> dict[str, np.ndarray]:
         X = W.copy()
         _permute(X, model, child)
-        return _summary_batch(X[None], keep, threshold, rows, cols)
+        return _summary_batch(X[None], keep, threshold, rows, cols, strengths)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from enumerate(pool.map(one, gen.spawn(k)))
+        yield from enumerate(pool.map(one, gen.spawn(shuffles)))
 
 
 def null_summary(
     W: Any,
     *,
-    k: int = 100,
+    shuffles: int = 100,
     model: str = "matrix",
     rng: RngLike = None,
     threshold: float = 0.5,
     corr_sample: int | None = 512,
+    strengths: bool = False,
 ) -> dict[str, Any]:
     r"""Null models of the layer-summary statistics, vectorised (the fast path of :func:`null_model`).
 
@@ -354,12 +364,12 @@ def null_summary(
     Parameters
     ----------
     W : array of shape (n_out, n_in)
-    k : int, default 100
+    shuffles : int, default 100
         Shuffled copies, at least 2.
     model : {"matrix", "rows", "columns"}, default "matrix"
     rng : None, int or numpy.random.Generator
         Two children are spawned from it: the first draws the copies (the same copies as
-        :func:`null_model` with the same ``rng``; copy ``r`` from the ``r``-th of ``k``
+        :func:`null_model` with the same ``rng``; copy ``r`` from the ``r``-th of ``shuffles``
         grandchildren, so the result does not depend on batching or threads), the second
         the correlation sample. Layers of a million weights or more draw and summarise their
         copies on up to 4 threads.
@@ -367,11 +377,17 @@ def null_summary(
         As in ``layer_summary``.
     corr_sample : int or None, default 512
         Neurons per side for the correlation statistics (at least 2); None for all.
+    strengths : bool, default False
+        Also return every copy's signed strength vectors (float64), for
+        :func:`null_chain_correlation`: ``null_in_strengths`` of shape ``(shuffles, n_out)``
+        (row sums) and ``null_out_strengths`` of shape ``(shuffles, n_in)`` (column sums). A
+        side the model keeps repeats the observed vector in every row. They are the sums the
+        strength variances are computed from: no extra shuffles.
 
     Returns
     -------
     dict
-        ``null_model``, ``null_k``, ``null_corr_rows`` / ``null_corr_cols`` (neurons used for
+        ``null_model``, ``null_shuffles``, ``null_corr_rows`` / ``null_corr_cols`` (neurons used for
         the "in" / "out" correlation) and, for every statistic ``s`` of
         :data:`SUMMARY_STATS`, ``s_null_observed``, ``s_null_mean``, ``s_null_sd``, ``s_z``.
         Statistics the model keeps (the in-strength variances and ``corr_in_n_constant``
@@ -380,7 +396,7 @@ def null_summary(
     Raises
     ------
     ValueError
-        Unknown ``model``, ``k < 2``, ``threshold`` outside [0, 1] or ``corr_sample < 2``.
+        Unknown ``model``, ``shuffles < 2``, ``threshold`` outside [0, 1] or ``corr_sample < 2``.
     ShapeError, NonFiniteError, DtypeError
         ``W`` is not a valid weight matrix.
 
@@ -390,12 +406,12 @@ def null_summary(
     >>> import numpy as np
     >>> g = np.random.default_rng(0)
     >>> W = g.normal(size=(64, 2)) @ g.normal(size=(2, 48))  # rank 2: rows strongly correlated
-    >>> r = null_summary(W, k=50, model="rows", rng=0)
+    >>> r = null_summary(W, shuffles=50, model="rows", rng=0)
     >>> r["corr_in_mean_abs_z"] > 10, math.isnan(r["in_strength_var_z"])
     (True, True)
     """
     _check_model(model)
-    k = _check_k(k)
+    shuffles = _check_shuffles(shuffles)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
     if corr_sample is not None and (isinstance(corr_sample, bool) or corr_sample < 2):
@@ -417,17 +433,103 @@ def null_summary(
     keep = _KEPT[run]
     obs = {key: float(v[0]) for key, v in _summary_batch(A[None], (), threshold, a_rows,
                                                          a_cols).items()}
-    null = {key: np.empty(k) for key in SUMMARY_STATS}
-    for r, part in _null_parts(A, k, run, shuffle_gen, keep, threshold, a_rows, a_cols):
+    null = {key: np.empty(shuffles) for key in SUMMARY_STATS}
+    if strengths:
+        null["in_strengths"] = np.empty((shuffles, A.shape[0]))
+        null["out_strengths"] = np.empty((shuffles, A.shape[1]))
+    for r, part in _null_parts(A, shuffles, run, shuffle_gen, keep, threshold, a_rows, a_cols,
+                               strengths):
         for key, v in part.items():
             null[key][r:r + v.shape[0]] = v
     for key in keep:
         null[key][:] = obs[key]
+    if strengths and run == "rows":  # the rows model keeps every row sum
+        null["in_strengths"][:] = A.sum(axis=1, dtype=np.float64)
     if A is not W:  # statistics of W.T's rows are those of W's columns
         obs = {_other_side(key): obs[key] for key in SUMMARY_STATS}
-        null = {_other_side(key): null[key] for key in SUMMARY_STATS}
+        null = {_other_side(key): v for key, v in null.items()}
     obs = {key: obs[key] for key in SUMMARY_STATS}  # the same column order for every model
-    out = _columns(obs, null, model, k)
+    out = _columns(obs, null, model, shuffles)
     out["null_corr_rows"] = int(rows.size)
     out["null_corr_cols"] = int(cols.size)
+    if strengths:
+        out["null_in_strengths"] = null["in_strengths"]
+        out["null_out_strengths"] = null["out_strengths"]
     return out
+
+
+def _row_pearson(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Pearson r of ``X[r]`` and ``Y[r]`` for every row; NaN where either row is constant."""
+    X = X - X.mean(axis=1, keepdims=True)
+    Y = Y - Y.mean(axis=1, keepdims=True)
+    nx, ny = np.linalg.norm(X, axis=1), np.linalg.norm(Y, axis=1)
+    ok = (nx > 0) & (ny > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.einsum("ij,ij->i", X, Y) / (nx * ny)
+    return np.where(ok, np.clip(r, -1.0, 1.0), np.nan)
+
+
+def null_chain_correlation(
+    in_strengths: Any,
+    out_strengths: Any,
+    observed: float,
+    *,
+    model: str = "matrix",
+) -> dict[str, Any]:
+    r"""Null mean, SD and z of the chain strength correlation of two consecutive layers.
+
+    For layers ``a`` (shape ``(n_mid, n_in)``) and ``b`` (shape ``(n_out, n_mid)``),
+    :func:`netinit.metrics.chain_strength_correlation` is the Pearson correlation ``r`` of the
+    shared neurons' in-strengths in ``a`` and out-strengths in ``b``. Its null shuffles both
+    layers independently under the same model: copy ``r`` pairs the in-strengths of ``a``'s
+    ``r``-th shuffled copy with the out-strengths of ``b``'s (``null_summary(...,
+    strengths=True)`` of each layer, each from its own stream). Under ``"rows"`` ``a`` keeps
+    its in-strengths and ``b``'s out-strengths move; under ``"columns"`` the reverse; under
+    ``"matrix"`` both move. ``z`` follows the module's rules (NaN for a degenerate null).
+
+    Parameters
+    ----------
+    in_strengths : array of shape (shuffles, n_mid)
+        Row sums of the shuffled copies of ``a`` (``null_in_strengths``).
+    out_strengths : array of shape (shuffles, n_mid)
+        Column sums of the shuffled copies of ``b`` (``null_out_strengths``).
+    observed : float
+        The chain correlation of the unshuffled layers.
+    model : {"matrix", "rows", "columns"}, default "matrix"
+        Recorded.
+
+    Returns
+    -------
+    dict
+        ``strength_correlation_null_mean``, ``strength_correlation_null_sd`` (``ddof=1``, over
+        the copies with a defined correlation), ``strength_correlation_z``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``model``; the two arrays differ in shape or have fewer than 2 copies.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.random.default_rng(0)
+    >>> r = null_chain_correlation(g.normal(size=(50, 30)), g.normal(size=(50, 30)), 0.9)
+    >>> bool(r["strength_correlation_z"] > 3)
+    True
+    """
+    _check_model(model)
+    X = np.asarray(in_strengths, dtype=np.float64)
+    Y = np.asarray(out_strengths, dtype=np.float64)
+    if X.ndim != 2 or X.shape != Y.shape or X.shape[0] < 2:
+        raise ValueError("in_strengths and out_strengths must be arrays of one shape (shuffles >= 2, "
+                         f"n_mid), got {X.shape} and {Y.shape}")
+    vals = _row_pearson(X, Y)
+    vals = vals[np.isfinite(vals)]
+    if vals.size < 2 or not np.isfinite(observed):
+        mean = float(vals.mean()) if vals.size else float("nan")
+        return {"strength_correlation_null_mean": mean, "strength_correlation_null_sd": float("nan"),
+                "strength_correlation_z": float("nan")}
+    cols = _columns({"strength_correlation": float(observed)}, {"strength_correlation": vals},
+                    model, int(X.shape[0]))
+    return {key: cols[key] for key in ("strength_correlation_null_mean",
+                                       "strength_correlation_null_sd", "strength_correlation_z")}
