@@ -94,8 +94,8 @@ def _gguf() -> Any:
 class _Walker:
     """Reads the header's fields from a buffer, refusing anything that runs past its end."""
 
-    def __init__(self, buf: Any, path: Path, endian: str) -> None:
-        self.buf, self.path, self.e, self.pos, self.size = buf, path, endian, 0, len(buf)
+    def __init__(self, buf: Any, path: Path, endian: str, limit: int) -> None:
+        self.buf, self.path, self.e, self.pos, self.size, self.limit = buf, path, endian, 0, len(buf), limit
 
     def fail(self, what: str) -> CorruptFileError:
         return CorruptFileError(f"{self.path}: {what}")
@@ -103,6 +103,9 @@ class _Walker:
     def need(self, n: int, what: str) -> None:
         if n < 0 or self.pos + n > self.size:
             raise self.fail(f"truncated GGUF file ({what} at byte {self.pos} runs past the end, {self.size} bytes)")
+        if self.pos + n > self.limit:  # checked as the walk goes, so a huge header costs no time
+            raise self.fail(f"GGUF header is larger than max_header_bytes={self.limit} ({what} ends at byte {self.pos + n}; "
+                            f"raise it with {Limits.variable('max_header_bytes')}=N)")
 
     def unpack(self, code: str, what: str) -> Any:
         n = struct.calcsize(code)
@@ -169,7 +172,7 @@ def _walk(buf: Any, path: Path) -> dict[str, Any]:
         (version,), endian = struct.unpack_from(">I", buf, 4), ">"
     if version not in _VERSIONS:
         raise CorruptFileError(f"{path}: GGUF version {version} is not supported (valid: {', '.join(map(str, _VERSIONS))})")
-    w = _Walker(buf, path, endian)
+    w = _Walker(buf, path, endian, lim.max_header_bytes)
     w.pos = 8
     n_tensors, n_kv = w.unpack("Q", "tensor count"), w.unpack("Q", "key-value count")
     if n_tensors > lim.max_tensors:
@@ -222,9 +225,6 @@ def _walk(buf: Any, path: Path) -> dict[str, Any]:
             raise CorruptFileError(f"{where} has data offset {offset}, not a multiple of the alignment {alignment}")
         records.append((name, qtype, shape, offset, numel(shape) // block * type_size))
     header_end = w.pos
-    if header_end > lim.max_header_bytes:
-        raise CorruptFileError(f"{path}: GGUF header of {header_end} bytes is larger than max_header_bytes={lim.max_header_bytes} "
-                               f"(raise it with {Limits.variable('max_header_bytes')}=N)")
     data_start = -(-header_end // alignment) * alignment
     names, spans = set(), []
     for name, qtype, shape, offset, nbytes in records:
@@ -398,7 +398,7 @@ class GGUFFormat(Format):
     name = "gguf"
     description = "GGUF (llama.cpp); quantised tensors dequantised on load, F32/F16/BF16 tensors rewritten"
     suffixes = (".gguf",)
-    requires = "pip install gguf"
+    requires = "gguf"
 
     def sniff(self, head: bytes, path: Path) -> bool:
         return head[:4] == _MAGIC
