@@ -49,6 +49,7 @@ counts are bounded by ``max_tensors`` and the header's size by ``max_header_byte
 
 from __future__ import annotations
 
+import functools
 import mmap
 import shutil
 import struct
@@ -263,6 +264,18 @@ def _reader(path: Path, kv_end: int, align_at: int | None) -> Any:
     return _Reader(path, "r")
 
 
+@functools.lru_cache(maxsize=None)
+def _dequantisable(qtype: Any) -> bool:
+    """Whether :func:`gguf.quants.dequantize` knows ``qtype`` (asked of one zero block)."""
+    from gguf import GGML_QUANT_SIZES, quants
+
+    try:
+        quants.dequantize(np.zeros((1, GGML_QUANT_SIZES[qtype][1]), np.uint8), qtype)
+    except NotImplementedError:
+        return False
+    return True
+
+
 def _metadata(fields: Mapping[str, Any], lengths: Mapping[str, int]) -> dict[str, str]:
     arch = fields.get("general.architecture")
     out = {}
@@ -335,9 +348,7 @@ class GGUFCheckpoint(Checkpoint):
         return None if t in _PLAIN else t
 
     def _dequantisable(self, qtype: Any) -> bool:
-        from gguf import quants
-
-        return qtype in quants._type_traits
+        return _dequantisable(qtype)
 
     def info(self, name: str) -> TensorInfo:
         _, qtype, shape, _, _ = self._records[name]
