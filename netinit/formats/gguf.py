@@ -75,8 +75,6 @@ _DEFAULT_ALIGNMENT = 32
 _SCALARS = {0: ("B", 1), 1: ("b", 1), 2: ("H", 2), 3: ("h", 2), 4: ("I", 4), 5: ("i", 4), 6: ("f", 4),
             7: ("?", 1), 10: ("Q", 8), 11: ("q", 8), 12: ("d", 8)}
 _STRING, _ARRAY = 8, 9
-_TYPE_NAMES = {0: "UINT8", 1: "INT8", 2: "UINT16", 3: "INT16", 4: "UINT32", 5: "INT32", 6: "FLOAT32", 7: "BOOL",
-               8: "STRING", 9: "ARRAY", 10: "UINT64", 11: "INT64", 12: "FLOAT64"}
 
 # tensor types stored as plain arrays: type name -> (netinit dtype, numpy dtype)
 _PLAIN = {"F32": ("float32", "f4"), "F16": ("float16", "f2"), "F64": ("float64", "f8"), "BF16": ("bfloat16", "u2"),

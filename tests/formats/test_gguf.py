@@ -206,6 +206,19 @@ def test_metadata(llama):
                                        "tokenizer.ggml.merges": 200}
 
 
+def test_long_arrays_are_not_parsed_item_by_item(tmp_path, monkeypatch):
+    """GGUFReader would make a numpy view per array item (hundreds of bytes for a 4-byte score)."""
+    p = tmp_path / "vocab.gguf"
+    write_gguf(p, {"output.weight": (np.ones((4, 32), np.float32), Q.F32)}, vocab=5000)
+    calls = []
+    real = gguf.GGUFReader._get_field_parts
+    monkeypatch.setattr(gguf.GGUFReader, "_get_field_parts", lambda self, *a: calls.append(a) or real(self, *a))
+    ckpt = load_checkpoint(p)
+    assert ckpt.gguf_array_lengths["tokenizer.ggml.scores"] == 5000
+    assert len(calls) < 5
+    np.testing.assert_array_equal(ckpt.load("output.weight"), np.ones((4, 32), np.float32))
+
+
 def test_type_the_package_cannot_dequantise_is_not_a_float(tmp_path):
     p = tmp_path / "q8k.gguf"
     w = gguf.GGUFWriter(str(p), "llama")
