@@ -30,7 +30,16 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from netinit.analyzer import Analysis, LayerResult, analyze_layer, assemble_analysis, plan_analysis
+from netinit.analyzer import (
+    Analysis,
+    LayerResult,
+    analyze_layer,
+    assemble_analysis,
+    check_null,
+    largest_abs_weight,
+    plan_analysis,
+    recorded_options,
+)
 from netinit.layers import Layer
 
 __all__ = ["analyze_parallel", "dask_client"]
@@ -73,12 +82,21 @@ def dask_client(scheduler: str | None = None, *, workers: int = 2) -> Iterator[A
             cluster.close()
 
 
-def _layer_task(path: str, fmt: str, layer: Layer, centrality: str | None, k: int, seed: int) -> LayerResult:
-    """One layer on a worker: open the checkpoint by path, attach the layer to it, analyse it."""
+def _attached(path: str, fmt: str, layer: Layer) -> Layer:
+    """The layer attached to the checkpoint opened by path on a worker."""
     from netinit.formats import load_checkpoint
 
-    ckpt = load_checkpoint(path, format=fmt)
-    return analyze_layer(dataclasses.replace(layer, source=ckpt), centrality=centrality, k=k, seed=seed)
+    return dataclasses.replace(layer, source=load_checkpoint(path, format=fmt))
+
+
+def _abs_max_task(path: str, fmt: str, layer: Layer) -> float:
+    """The first pass of ``network=True`` on a worker: the layer's largest ``|w|``."""
+    return largest_abs_weight([_attached(path, fmt, layer)])
+
+
+def _layer_task(path: str, fmt: str, layer: Layer, options: dict[str, Any]) -> LayerResult:
+    """One layer on a worker: open the checkpoint by path, attach the layer to it, analyse it."""
+    return analyze_layer(_attached(path, fmt, layer), **options)
 
 
 def analyze_parallel(
@@ -90,6 +108,9 @@ def analyze_parallel(
     centrality: str | None = None,
     k: int = 64,
     seed: int = 0,
+    null: int | None = None,
+    null_model: str = "matrix",
+    network: bool = False,
 ) -> Analysis:
     """:func:`netinit.analyze` of a checkpoint file with one Dask task per layer.
 
@@ -108,18 +129,24 @@ def analyze_parallel(
     k : int, default 64
         Sources of the sampled path-based centralities.
     seed : int, default 0
-        Seed of the sampled centralities; each layer's stream derives from it and its name.
+        Seed of the sampled centralities, null models and Leiden; each layer's stream derives
+        from it and its name.
+    null, null_model, network
+        As :func:`netinit.analyze`. With ``network``, a first round of tasks finds the largest
+        ``|w|`` over the layers (the normaliser of neural persistence).
 
     Returns
     -------
     Analysis
         Equal, table for table and row for row, to ``netinit.analyze(path, layers=layers,
-        centrality=centrality, k=k, seed=seed)``.
+        centrality=centrality, k=k, seed=seed, null=null, null_model=null_model,
+        network=network)``.
 
     Raises
     ------
     ValueError
-        A bad ``centrality`` or ``workers`` (before any cluster starts).
+        A bad ``centrality``, ``null``, ``null_model`` or ``workers`` (before any cluster
+        starts).
     NoLayersError, ShapeError, NonFiniteError, FormatError
         As :func:`netinit.analyze`; an error in a worker is raised here as it was raised there.
 
@@ -133,15 +160,25 @@ def analyze_parallel(
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_null(null, null_model)
     ckpt, found, skipped = plan_analysis(path, layers=layers, centrality=centrality)
     where = str(Path(path).resolve())  # the workers' working folder may differ
     token = uuid.uuid4().hex[:8]  # task keys unique to this call, even on a shared cluster
+    bare = [dataclasses.replace(layer, source=None) for layer in found]
+    options: dict[str, Any] = {"centrality": centrality, "k": k, "seed": seed, "null": null,
+                               "null_model": null_model, "network_w_max": None}
     with dask_client(scheduler, workers=workers) as client:
-        futures = [client.submit(_layer_task, where, ckpt.format, dataclasses.replace(layer, source=None),
-                                 centrality, k, seed, pure=False, key=f"netinit-analyze-{token}-{i}")
-                   for i, layer in enumerate(found)]
+        if network:
+            maxima = client.gather([client.submit(_abs_max_task, where, ckpt.format, layer, pure=False,
+                                                  key=f"netinit-absmax-{token}-{i}")
+                                    for i, layer in enumerate(bare)])
+            options["network_w_max"] = max(maxima, default=0.0)
+        futures = [client.submit(_layer_task, where, ckpt.format, layer, options, pure=False,
+                                 key=f"netinit-analyze-{token}-{i}")
+                   for i, layer in enumerate(bare)]
         parts = client.gather(futures)
     return assemble_analysis(
         ckpt, parts, skipped,
         options={"layers": layers, "embeddings": False, "centrality": centrality, "k": k, "seed": seed,
-                 "data": None, "activation": "relu"})
+                 "data": None, "activation": "relu",
+                 **recorded_options(null, null_model, options["network_w_max"])})

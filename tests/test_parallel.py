@@ -65,6 +65,28 @@ def test_equals_serial_analyze_with_sampled_centralities(checkpoint, cluster, se
     assert par.skipped["name"].tolist() == ["bn.weight", "conv.bias", "fc1.bias"]
 
 
+@pytest.mark.parametrize("null_model", ["matrix", "columns"])
+def test_equals_serial_analyze_with_null_and_network(checkpoint, cluster, null_model):
+    """Null models, chain nulls and network measures (a first round for the largest |w|) come
+    out of the workers exactly as from the serial run: each layer draws from its own stream."""
+    from netinit.parallel import analyze_parallel
+
+    opts = {"null": 6, "null_model": null_model, "network": True, "seed": 3}
+    par = analyze_parallel(checkpoint, scheduler=cluster.scheduler_address, **opts)
+    _assert_same(par, analyze(checkpoint, **opts))
+    assert par.layers["corr_in_mean_abs_z"].notna().all()
+    assert par.chains["strength_correlation_z"].notna().all()
+    assert par.neurons["community"].notna().all()
+    assert par.options["persistence_w_max"] == max(
+        float(abs(t).max()) for n, t in _weights(checkpoint).items() if n.endswith(".weight") and n != "bn.weight")
+
+
+def _weights(path):
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
 def test_own_local_cluster_and_layer_selection(checkpoint):
     """workers=2 without a scheduler starts (and closes) its own LocalCluster."""
     from netinit.parallel import analyze_parallel
@@ -84,6 +106,10 @@ def test_bad_options_refused_before_any_cluster(checkpoint):
         analyze_parallel(checkpoint, centrality="all")
     with pytest.raises(NoLayersError):
         analyze_parallel(checkpoint, layers=r"^nothing$")
+    with pytest.raises(ValueError, match=r"null must be None or an integer >= 2 .*, got 1"):
+        analyze_parallel(checkpoint, null=1)
+    with pytest.raises(ValueError, match=r"null_model must be one of matrix, rows, columns, got 'foo'"):
+        analyze_parallel(checkpoint, null=5, null_model="foo")
 
 
 def test_cli_workers_writes_the_same_layers_csv(checkpoint, cluster, tmp_path, capsys):
