@@ -9,50 +9,186 @@ Pearson correlation of neurons ``a`` and ``b`` is
 
 Rows with zero variance (a constant neuron: a dead ReLU, an all-equal weight vector) have no
 correlation; they are counted as ``n_constant`` and left out of every summary, never averaged
-in as NaN. Summaries are computed block by block, so memory stays ``O(block * n)`` even when the
-full ``n x n`` matrix would not fit.
+in as NaN. With ``m`` usable rows there are ``m (m - 1) / 2`` pairs.
 
 The effective number of neurons is the participation ratio of the eigenvalues of ``R``:
-``(sum lambda)^2 / sum lambda^2 = trace(R)^2 / ||R||_F^2``, between 1 (all neurons identical up to
-sign and scale) and ``n`` (pairwise uncorrelated).
+``(sum lambda)^2 / sum lambda^2 = trace(R)^2 / ||R||_F^2 = m / (1 + (m - 1) mean(r^2))``, between
+1 (all neurons identical up to sign and scale) and ``m`` (pairwise uncorrelated).
+
+**Exact summaries** (``method="exact"``). Rows are standardised in float64, a block of rows at a
+time (a half-precision matrix is never widened whole), and stored in the product dtype. Up to
+:data:`FLOAT64_MAX_NEURONS` rows (and ``2^24`` elements) the products are float64 and the
+summary is computed as earlier releases did, bit for bit: ``Z Z^T`` in row blocks, every ordered
+pair. Above, the products are float32 and only the upper triangle of ``Z Z^T`` is formed, in
+tiles of :data:`_TILE` rows; each tile is reduced once, while it is in cache, to every statistic
+(sum of ``|r|``, sum of ``r^2``, count above the threshold, maximum), the sums accumulated in
+float64. With unit rows rounded to float32 and float32 dot products of length ``d``, every
+computed ``r`` is within
+
+.. math:: \varepsilon_d = \frac{(d+2)\,u}{1-(d+2)\,u}, \qquad u = 2^{-24},
+
+of its float64 value (Higham, *Accuracy and Stability of Numerical Algorithms*, 2002, 3.1, with
+``|z_a| |z_b| <= ||z_a|| ||z_b|| = 1``; :func:`float32_error_bound`). Hence mean ``|r|`` and max
+``|r|`` move by at most ``eps``, mean ``r^2`` by at most ``2 eps mean|r| + eps^2``, and the share
+above the threshold only through pairs with ``||r| - threshold| <= eps``. The bound is a worst
+case; BLAS's blocked sums are typically 100x closer.
+
+**Sampled estimates** (``method="sampled"``; ``"auto"`` samples above
+:data:`EXACT_MAX_NEURONS` rows). ``s`` = ``sample_size`` usable rows are drawn uniformly without
+replacement; each pair statistic ``h`` (``|r|``, ``1[|r| > t]``, ``r^2``) is estimated by its
+mean over the ``s (s - 1) / 2`` sampled pairs, a U-statistic of degree 2, unbiased for the mean
+over all pairs. Pairs that share a neuron are dependent, so the standard error is the
+**delete-one-neuron jackknife** of the U-statistic: with ``T_a`` the sum of ``h`` over the pairs
+of sampled neuron ``a`` and ``U_{(-a)} = (2 \sum_{b<c} h_{bc} - 2 T_a) / ((s-1)(s-2))``,
+
+.. math:: \widehat{\mathrm{SE}}^2 = \Bigl(1 - \frac{s}{m}\Bigr)\,\frac{s-1}{s}
+          \sum_a \bigl(U_{(-a)} - \bar U_{(\cdot)}\bigr)^2,
+
+the finite-population factor ``1 - s/m`` making it 0 when every neuron is sampled (Arvesen,
+*Jackknifing U-statistics*, Ann. Math. Statist. 40, 1969). ``mean r^2`` and the effective number
+are exact (standard error 0) when the small Gram matrix ``Z^T Z`` (``d x d``) is cheap,
+``m d <= 4 s^2``, since ``||Z Z^T||_F = ||Z^T Z||_F``; otherwise the effective number is the
+plug-in ``m / (1 + (m-1) \hat\mu_2)`` with a delta-method error. The sampled maximum is a
+lower bound of the true one (``max_abs_is_lower_bound``). Sampled products are float32 (the
+sampling error dominates the rounding error by orders of magnitude).
 
 Works on numpy arrays and on torch tensors (on their own device); accumulation is float64.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from netinit._rng import RngLike, as_generator
 from netinit.errors import ShapeError
 from netinit.validation import check_finite, is_torch
 
-__all__ = ["correlation_matrix", "correlation_summary"]
+__all__ = ["correlation_matrix", "correlation_summary", "float32_error_bound", "EXACT_MAX_NEURONS",
+           "SAMPLE_SIZE", "FLOAT64_MAX_NEURONS"]
 
-_BLOCK = 1024
+#: ``method="auto"`` is exact for matrices of at most this many rows, sampled above.
+EXACT_MAX_NEURONS = 1024
+#: Rows drawn by ``method="sampled"`` (default ``sample_size``).
+SAMPLE_SIZE = 512
+#: Exact summaries form float64 products up to this many rows, float32 above.
+FLOAT64_MAX_NEURONS = 512
+
+_TILE = 512  # rows per tile of the upper triangle (float32 products)
+_BLOCK = 1024  # rows per block of the float64 products
+_FLOAT64_MAX_ELEMENTS = 1 << 24  # and at most this many elements (128 MiB in float64)
+_STD_ELEMENTS = 1 << 20  # float64 elements per standardisation block (8 MiB)
+_METHODS = ("auto", "exact", "sampled")
 
 
-def _standardise(X: Any, centre: bool):
-    """Rows centred (Pearson) or not (cosine) and scaled to unit norm; mask of usable rows."""
+def float32_error_bound(d: int) -> float:
+    r"""Worst-case error of one correlation computed from float32 unit rows of length ``d``.
+
+    :math:`\varepsilon_d = (d+2)u / (1 - (d+2)u)` with :math:`u = 2^{-24}`: the rounding of both
+    unit vectors to float32 and a float32 dot product of length ``d`` (Higham 2002, Lemma 3.1 and
+    eq. 3.5). Valid while :math:`(d + 2) u < 1`.
+    """
+    k = (int(d) + 2) * 2.0**-24
+    return k / (1.0 - k)
+
+
+def _std_numpy(B: np.ndarray, centre: bool, d: int, legacy: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise a float64 block in place; returns its usable unit rows and their mask.
+
+    ``legacy`` computes the norms as earlier releases did (``np.linalg.norm``), bit for bit;
+    otherwise by ``einsum`` (faster, equal to rounding).
+    """
+    if centre:
+        B -= B.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(B, axis=1) if legacy else np.sqrt(np.einsum("ij,ij->i", B, B))
+    scale = np.maximum(np.maximum(B.max(axis=1), -B.min(axis=1)), 1.0)
+    ok = norms > 1e-12 * scale * np.sqrt(d)
+    if ok.all():
+        B /= norms[:, None]
+        return B, ok
+    return B[ok] / norms[ok, None], ok
+
+
+def _std_torch(B: Any, centre: bool, d: int) -> tuple[Any, Any]:
+    import torch
+
+    if centre:
+        B = B - B.mean(dim=1, keepdim=True)
+    norms = torch.linalg.vector_norm(B, dim=1)
+    scale = torch.clamp(B.abs().amax(dim=1), min=1.0)
+    ok = norms > 1e-12 * scale * (d ** 0.5)
+    return B[ok] / norms[ok, None], ok
+
+
+def _standardise(X: Any, centre: bool, dtype: str = "float64", rows: Any = None):
+    """Rows centred (Pearson) or not (cosine), scaled to unit norm in float64 and stored as
+    ``dtype``; returns ``(Z, ok)``: the usable rows and the mask of usable rows.
+
+    Works through ``X`` in blocks of about 8 MiB of float64, so a float16/bfloat16/float32 matrix
+    is never widened whole; ``rows`` (sorted indices) restricts the work to those rows.
+    """
+    n, d = int(X.shape[0]), int(X.shape[1])
+    idx = np.arange(n) if rows is None else np.asarray(rows)
+    step = max(1, _STD_ELEMENTS // max(d, 1))
     if is_torch(X):
         import torch
 
-        Z = X.detach().to(torch.float64)
-        if centre:
-            Z = Z - Z.mean(dim=1, keepdim=True)
-        norms = torch.linalg.vector_norm(Z, dim=1)
-        scale = torch.clamp(Z.abs().amax(dim=1), min=1.0)
-        ok = norms > 1e-12 * scale * (Z.shape[1] ** 0.5)
-        Z = Z[ok] / norms[ok, None]
+        tdt = getattr(torch, dtype)
+        X = X.detach()
+        t_idx = torch.as_tensor(idx, device=X.device)
+        parts, oks = [], []
+        for a in range(0, len(idx), step):
+            sel = t_idx[a:a + step]
+            B = (X[a:a + step] if rows is None else X[sel]).to(torch.float64)
+            Zb, ok = _std_torch(B, centre, d)
+            parts.append(Zb.to(tdt))
+            oks.append(ok)
+        Z = torch.cat(parts) if parts else torch.empty((0, d), dtype=tdt, device=X.device)
+        ok = torch.cat(oks) if oks else torch.zeros(0, dtype=torch.bool, device=X.device)
         return Z, ok
-    Z = np.asarray(X, dtype=np.float64)
-    if centre:
-        Z = Z - Z.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(Z, axis=1)
-    scale = np.maximum(np.abs(Z).max(axis=1, initial=0.0), 1.0)
-    ok = norms > 1e-12 * scale * np.sqrt(Z.shape[1])
-    return Z[ok] / norms[ok, None], ok
+    Z = np.empty((len(idx), d), dtype=dtype)
+    ok = np.zeros(len(idx), dtype=bool)
+    m = 0
+    for a in range(0, len(idx), step):
+        # a C-ordered float64 copy (never a view: the block is standardised in place)
+        B = np.array(X[a:a + step] if rows is None else X[idx[a:a + step]], dtype=np.float64, order="C")
+        Zb, ok[a:a + step] = _std_numpy(B, centre, d, legacy=dtype == "float64")
+        Z[m:m + len(Zb)] = Zb
+        m += len(Zb)
+    return Z[:m], ok
+
+
+def _usable_rows(X: Any, centre: bool) -> Any:
+    """Mask of the rows :func:`_standardise` keeps, from two native-dtype reductions per row.
+
+    A row whose range ``p = max - min`` is 0 is constant. Otherwise its centred norm is at least
+    ``p / sqrt(2)`` and its largest centred entry at most ``p``, so it passes the test
+    ``norm > 1e-12 max(scale, 1) sqrt(d)`` whenever ``p > 1.5e-12 sqrt(d)`` (for ``p >= 1`` always);
+    likewise for the uncentred norm with ``max |x|``. Rows in between are decided by the float64
+    test itself.
+    """
+    d = int(X.shape[1])
+    if is_torch(X):
+        import torch
+
+        hi, lo = X.detach().amax(dim=1).double(), X.detach().amin(dim=1).double()
+        p = (hi - lo) if centre else torch.maximum(hi.abs(), lo.abs())
+        sure, zero = p > 1.5e-12 * d ** 0.5, p == 0
+        unsure = torch.nonzero(~sure & ~zero).flatten().cpu().numpy()
+        ok = sure.clone()
+        if len(unsure):
+            ok[torch.as_tensor(unsure, device=ok.device)] = _standardise(X, centre, rows=unsure)[1]
+        return ok
+    hi = X.max(axis=1).astype(np.float64)
+    lo = X.min(axis=1).astype(np.float64)
+    p = (hi - lo) if centre else np.maximum(np.abs(hi), np.abs(lo))
+    sure = p > 1.5e-12 * math.sqrt(d)
+    unsure = np.flatnonzero(~sure & (p != 0))
+    if len(unsure):
+        sure[unsure] = _standardise(X, centre, rows=unsure)[1]
+    return sure
 
 
 def _check(X: Any, name: str) -> None:
@@ -110,67 +246,134 @@ def correlation_matrix(X: Any, *, centre: bool = True, name: str = "X") -> np.nd
     return R
 
 
-def correlation_summary(
-    X: Any, *, threshold: float = 0.5, centre: bool = True, name: str = "X"
-) -> dict[str, float]:
-    """Summaries of the pairwise correlation of the rows of ``X`` over off-diagonal pairs.
+# -- kernels: one pass over each tile, every statistic ------------------------------------------
 
-    Parameters
-    ----------
-    X : array of shape (n, d)
-        One row per neuron (numpy array or torch tensor on any device).
-    threshold : float, default 0.5
-        A pair with ``|r| > threshold`` counts as redundant.
-    centre : bool, default True
-        Pearson (True) or cosine similarity (False).
-    name : str
-        Used in error messages.
+def _reduce(T: Any, threshold: float) -> tuple[float, float, float, float]:
+    """``(sum |r|, sum r^2, count |r| > t, max |r|)`` of a tile of ``r`` (float64 sums), made
+    ``|r|`` clamped to 1 in place first."""
+    if is_torch(T):
+        import torch
 
-    Returns
-    -------
-    dict
-        ``mean_abs`` (mean ``|r|``), ``max_abs``, ``share_above`` (share of pairs with
-        ``|r| > threshold``), ``mean_sq`` (mean ``r^2``), ``effective_n`` (participation ratio of
-        the eigenvalues of ``R``), ``n_constant`` (rows left out) and ``n_pairs``. With fewer than
-        two usable rows the pair statistics are 0.0 and ``effective_n`` equals the number of
-        usable rows: documented values, never NaN.
+        T = T.abs_().clamp_(max=1.0)
+        return (float(T.sum(dtype=torch.float64)), float(torch.square(T).sum(dtype=torch.float64)),
+                float((T > threshold).sum()), float(T.max()) if T.numel() else 0.0)
+    np.abs(T, out=T)
+    np.minimum(T, 1.0, out=T)
+    return (float(T.sum(dtype=np.float64)), float(np.einsum("ij,ij->", T, T, dtype=np.float64)),
+            float(np.count_nonzero(T > threshold)), float(T.max(initial=0.0)))
 
-    Raises
-    ------
-    ShapeError, NonFiniteError
-        As :func:`correlation_matrix`.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> s = correlation_summary(np.eye(4))
-    >>> round(s["mean_abs"], 4), round(s["effective_n"], 4)
-    (0.3333, 3.0)
+def _triangle(Z: Any, threshold: float) -> tuple[float, float, float, float]:
+    """``(sum |r|, sum r^2, count |r| > t, max |r|)`` over the pairs ``a < b`` of rows of ``Z``.
+
+    Upper-triangle tiles: for each block of :data:`_TILE` rows, the diagonal tile ``Z_i Z_i^T``
+    (numpy computes it as a symmetric rank-k update, half the work of a product; its diagonal is
+    zeroed and its sums halved), then the block against the rows after it.
     """
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-    _check(X, name)
-    Z, ok = _standardise(X, centre)
-    torch_in = is_torch(Z)
     m = int(Z.shape[0])
-    n_constant = int(X.shape[0]) - m
-    if m < 2:
-        return {
-            "mean_abs": 0.0, "max_abs": 0.0, "share_above": 0.0, "mean_sq": 0.0,
-            "effective_n": float(m), "n_constant": float(n_constant), "n_pairs": 0.0,
-        }
-    sum_abs = 0.0
-    sum_sq = 0.0
-    n_above = 0.0
-    max_abs = 0.0
+    tot = [0.0, 0.0, 0.0, 0.0]
+    for a in range(0, m, _TILE):
+        b = min(a + _TILE, m)
+        Zi = Z[a:b]
+        D = Zi @ Zi.T  # symmetric: its diagonal zeroed, every pair counted twice
+        if is_torch(D):
+            D.fill_diagonal_(0.0)
+        else:
+            np.fill_diagonal(D, 0.0)
+        tiles = [(D, 0.5)] if b == m else [(D, 0.5), (Zi @ Z[b:].T, 1.0)]
+        for T, w in tiles:
+            s_abs, s_sq, n_above, mx = _reduce(T, threshold)
+            tot[0] += w * s_abs
+            tot[1] += w * s_sq
+            tot[2] += w * n_above
+            tot[3] = max(tot[3], mx)
+    return tot[0], tot[1], tot[2], tot[3]
+
+
+def _pair_rows(Z: Any, threshold: float) -> tuple[np.ndarray, float]:
+    """Per row ``a`` of ``Z``: sums over ``b != a`` of ``|r|``, ``1[|r| > t]``, ``r^2`` (a (3, s)
+    float64 array) and the maximum ``|r|`` over the pairs."""
+    s = int(Z.shape[0])
+    out = np.zeros((3, s))
+    mx = 0.0
+    for a in range(0, s, _BLOCK):
+        b = min(a + _BLOCK, s)
+        if is_torch(Z):
+            import torch
+
+            T = (Z[a:b] @ Z.T).abs_().clamp_(max=1.0)
+            r = torch.arange(b - a, device=T.device)
+            T[r, r + a] = 0.0
+            parts = (T.sum(1, dtype=torch.float64), (T > threshold).sum(1),
+                     torch.square(T).sum(1, dtype=torch.float64))
+            out[:, a:b] = torch.stack([p.double() for p in parts]).cpu().numpy()
+            mx = max(mx, float(T.max()))
+        else:
+            T = Z[a:b] @ Z.T
+            np.abs(T, out=T)
+            np.minimum(T, 1.0, out=T)
+            r = np.arange(b - a)
+            T[r, r + a] = 0.0
+            out[0, a:b] = T.sum(axis=1, dtype=np.float64)
+            out[1, a:b] = np.count_nonzero(T > threshold, axis=1)
+            out[2, a:b] = np.einsum("ij,ij->i", T, T, dtype=np.float64)
+            mx = max(mx, float(T.max()))
+    return out, mx
+
+
+def _jackknife(T: np.ndarray, m: int) -> tuple[float, float]:
+    """U-statistic ``U`` (mean over pairs) and its jackknife SE from row sums ``T`` (length s)."""
+    s = len(T)
+    total = float(T.sum())  # every pair twice
+    U = total / (s * (s - 1))
+    if s < 3:
+        return U, float("nan")
+    loo = (total - 2.0 * T) / ((s - 1) * (s - 2))
+    var = (s - 1) / s * float(np.sum((loo - loo.mean()) ** 2))
+    return U, math.sqrt(max(0.0, 1.0 - s / m) * var)
+
+
+def _frobenius_sq(X: Any, centre: bool) -> float:
+    """``||Z^T Z||_F^2 = sum_{a,b} r_ab^2`` (diagonal included) over the usable rows, in float64
+    blocks: ``O(n d^2)`` work and ``O(d^2)`` memory."""
+    d = int(X.shape[1])
+    step = max(1, _STD_ELEMENTS // d)
+    if is_torch(X):
+        import torch
+
+        G = torch.zeros((d, d), dtype=torch.float64, device=X.device)
+        for a in range(0, int(X.shape[0]), step):
+            Zb, _ = _std_torch(X.detach()[a:a + step].to(torch.float64), centre, d)
+            G += Zb.T @ Zb
+        return float(torch.square(G).sum())
+    G = np.zeros((d, d))
+    for a in range(0, int(X.shape[0]), step):
+        Zb, _ = _std_numpy(np.array(X[a:a + step], dtype=np.float64), centre, d)
+        G += Zb.T @ Zb
+    return float(np.einsum("ij,ij->", G, G))
+
+
+def _result(m: int, n_constant: int, method: str) -> dict[str, Any]:
+    return {"mean_abs": 0.0, "max_abs": 0.0, "share_above": 0.0, "mean_sq": 0.0,
+            "effective_n": float(m), "n_constant": float(n_constant),
+            "n_pairs": float(m * (m - 1) // 2), "mean_abs_se": 0.0, "share_above_se": 0.0,
+            "mean_sq_se": 0.0, "effective_n_se": 0.0, "max_abs_is_lower_bound": False,
+            "n_sampled": float(m), "method": method}
+
+
+def _legacy(Z: Any, threshold: float) -> tuple[float, float, float, float]:
+    """The float64 summary of earlier releases (row blocks of the full ``Z Z^T``, ordered
+    pairs), kept bit for bit for small layers: ``(sum |r|, sum r^2, count, max)`` halved to
+    unordered pairs."""
+    m = int(Z.shape[0])
+    sum_abs = sum_sq = n_above = max_abs = 0.0
     for start in range(0, m, _BLOCK):
         stop = min(start + _BLOCK, m)
         B = Z[start:stop] @ Z.T
-        rows = np.arange(stop - start)
-        if torch_in:
+        if is_torch(B):
+            B = B.clamp(-1.0, 1.0)
             import torch
 
-            B = B.clamp(-1.0, 1.0)
             r = torch.arange(stop - start, device=B.device)
             B[r, r + start] = 0.0
             A = B.abs()
@@ -179,6 +382,7 @@ def correlation_summary(
             n_above += float((A > threshold).sum())
             max_abs = max(max_abs, float(A.max()))
         else:
+            rows = np.arange(stop - start)
             B = np.clip(B, -1.0, 1.0)
             B[rows, rows + start] = 0.0
             A = np.abs(B)
@@ -186,14 +390,124 @@ def correlation_summary(
             sum_sq += float(np.einsum("ij,ij->", B, B))
             n_above += float(np.count_nonzero(A > threshold))
             max_abs = max(max_abs, float(A.max()))
-    n_pairs = m * (m - 1)  # ordered pairs; every statistic below is symmetric
-    frob_sq = m + sum_sq  # ||R||_F^2 with the unit diagonal
-    return {
-        "mean_abs": sum_abs / n_pairs,
-        "max_abs": max_abs,
-        "share_above": n_above / n_pairs,
-        "mean_sq": sum_sq / n_pairs,
-        "effective_n": m * m / frob_sq,
-        "n_constant": float(n_constant),
-        "n_pairs": float(n_pairs // 2),
-    }
+    return sum_abs / 2, sum_sq / 2, n_above / 2, max_abs
+
+
+def _exact(X: Any, threshold: float, centre: bool) -> dict[str, Any]:
+    n, d = int(X.shape[0]), int(X.shape[1])
+    small = n <= FLOAT64_MAX_NEURONS and n * d <= _FLOAT64_MAX_ELEMENTS
+    Z, ok = _standardise(X, centre, "float64" if small else "float32")
+    m = int(Z.shape[0])
+    out = _result(m, n - m, "exact")
+    if m < 2:
+        return out
+    s_abs, s_sq, n_above, mx = (_legacy if small else _triangle)(Z, threshold)
+    if small:  # the expressions of earlier releases, over ordered pairs
+        pairs = m * (m - 1)
+        out.update(mean_abs=2 * s_abs / pairs, max_abs=mx, share_above=2 * n_above / pairs,
+                   mean_sq=2 * s_sq / pairs, effective_n=m * m / (m + 2 * s_sq))
+        return out
+    pairs = m * (m - 1) / 2
+    out.update(mean_abs=s_abs / pairs, max_abs=mx, share_above=n_above / pairs,
+               mean_sq=s_sq / pairs, effective_n=m * m / (m + 2.0 * s_sq))
+    return out
+
+
+def _sampled(X: Any, threshold: float, centre: bool, rng: RngLike, size: int) -> dict[str, Any]:
+    n = int(X.shape[0])
+    ok = _usable_rows(X, centre)
+    usable = np.flatnonzero(ok.cpu().numpy() if is_torch(ok) else ok)
+    m = len(usable)
+    if m <= size:
+        return _exact(X, threshold, centre)
+    gen = as_generator(rng)
+    rows = np.sort(gen.choice(usable, size=size, replace=False))
+    Z, _ = _standardise(X, centre, "float32", rows=rows)
+    sums, mx = _pair_rows(Z, threshold)
+    out = _result(m, n - m, f"sampled(s={size})")
+    out.update(max_abs=mx, max_abs_is_lower_bound=True, n_sampled=float(size))
+    for key, T in zip(("mean_abs", "share_above", "mean_sq"), sums):
+        out[key], out[f"{key}_se"] = _jackknife(T, m)
+    d = int(X.shape[1])
+    if m * d <= 4 * size * size:  # the d x d Gram costs at most 4x the sample's: exact
+        frob = _frobenius_sq(X, centre)
+        out["mean_sq"], out["mean_sq_se"] = (frob - m) / (m * (m - 1)), 0.0
+    ms = out["mean_sq"]
+    den = 1.0 + (m - 1) * ms
+    out["effective_n"] = m / den
+    out["effective_n_se"] = m * (m - 1) / den**2 * out["mean_sq_se"]
+    return out
+
+
+def correlation_summary(
+    X: Any,
+    *,
+    threshold: float = 0.5,
+    centre: bool = True,
+    name: str = "X",
+    method: str = "exact",
+    rng: RngLike = None,
+    sample_size: int = SAMPLE_SIZE,
+) -> dict[str, Any]:
+    r"""Summaries of the pairwise correlation of the rows of ``X`` over off-diagonal pairs.
+
+    Exact, or estimated from a sample of rows with a standard error; the algorithms, the
+    rounding-error bound of the float32 products and the estimators are in the module docstring
+    (:mod:`netinit.metrics.correlation`).
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+        One row per neuron (numpy array or torch tensor on any device, any float dtype).
+    threshold : float, default 0.5
+        A pair with ``|r| > threshold`` counts as redundant.
+    centre : bool, default True
+        Pearson (True) or cosine similarity (False).
+    name : str
+        Used in error messages.
+    method : {"exact", "sampled", "auto"}, default "exact"
+        ``"auto"`` is exact up to :data:`EXACT_MAX_NEURONS` rows and sampled above; ``"sampled"``
+        with ``sample_size`` at least the number of usable rows is exact.
+    rng : None, int or numpy.random.Generator
+        Draws the sampled rows (one ``Generator.choice`` without replacement).
+    sample_size : int, default :data:`SAMPLE_SIZE`
+        Rows drawn when sampling (at least 3, for the jackknife).
+
+    Returns
+    -------
+    dict
+        ``mean_abs`` (mean ``|r|``), ``max_abs``, ``share_above`` (share of pairs with
+        ``|r| > threshold``), ``mean_sq`` (mean ``r^2``), ``effective_n`` (participation ratio of
+        the eigenvalues of ``R``), ``n_constant`` (rows left out), ``n_pairs`` (pairs of usable
+        rows); ``mean_abs_se``, ``share_above_se``, ``mean_sq_se``, ``effective_n_se`` (standard
+        errors: 0.0 when exact), ``max_abs_is_lower_bound`` (True when sampled),
+        ``n_sampled`` (rows the statistics come from) and ``method`` (``"exact"`` or
+        ``"sampled(s=512)"``). With fewer than two usable rows the pair statistics are 0.0 and
+        ``effective_n`` equals the number of usable rows: documented values, never NaN.
+
+    Raises
+    ------
+    ShapeError, NonFiniteError
+        As :func:`correlation_matrix`.
+    ValueError
+        ``threshold`` outside [0, 1], an unknown ``method``, ``sample_size < 3``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = correlation_summary(np.eye(4))
+    >>> round(s["mean_abs"], 4), round(s["effective_n"], 4), s["method"]
+    (0.3333, 3.0, 'exact')
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if isinstance(sample_size, bool) or not isinstance(sample_size, (int, np.integer)) or sample_size < 3:
+        raise ValueError(f"sample_size must be an integer of at least 3, got {sample_size!r}")
+    _check(X, name)
+    if method == "auto":
+        method = "exact" if int(X.shape[0]) <= EXACT_MAX_NEURONS else "sampled"
+    if method == "exact":
+        return _exact(X, threshold, centre)
+    return _sampled(X, threshold, centre, rng, int(sample_size))

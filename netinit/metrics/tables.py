@@ -7,10 +7,13 @@ Two correlations describe a layer ``W`` of shape ``(n_out, n_in)``:
 * **"out"**: between the *columns*, the outgoing weight vectors of the input neurons (``n_in``
   vectors of length ``n_out``).
 
-Both come from :func:`netinit.metrics.correlation.correlation_summary`. A side whose vectors
-have a single entry (``n_in == 1`` for "in", ``n_out == 1`` for "out") has no correlation: every
-vector counts as constant, the pair statistics are 0.0 and the effective number is 0, the same
-documented values the correlation module gives when fewer than two vectors are usable.
+Both come from :func:`netinit.metrics.correlation.correlation_summary`, exact or (for a side
+of more than :data:`~netinit.metrics.correlation.EXACT_MAX_NEURONS` neurons under
+``correlation="auto"``) estimated from a seeded sample of neurons with standard errors. A side
+whose vectors have a single entry (``n_in == 1`` for "in", ``n_out == 1`` for "out") has no
+correlation: every vector counts as constant, the pair statistics are 0.0 and the effective number
+is 0, the same documented values the correlation module gives when fewer than two vectors are
+usable.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netinit._rng import RngLike, layer_generator
+from netinit._rng import RngLike, as_generator, layer_generator
 from netinit.metrics.correlation import correlation_summary
 from netinit.metrics.strength import degree, in_strength, out_strength, strength_stats
 from netinit.validation import check_matrix, is_torch
@@ -31,14 +34,17 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["layer_summary", "neuron_table"]
 
 _CENTRALITY = (None, "auto", "exact", "sampled")
+_CORRELATION = ("auto", "exact", "sampled")
 
 
-def _corr(X: Any, threshold: float, name: str) -> dict[str, float]:
+def _corr(X: Any, threshold: float, name: str, method: str, rng: Any) -> dict[str, Any]:
     if int(X.shape[1]) < 2:  # one feature per vector: Pearson undefined for every vector
         n = float(X.shape[0])
         return {"mean_abs": 0.0, "max_abs": 0.0, "share_above": 0.0, "mean_sq": 0.0,
-                "effective_n": 0.0, "n_constant": n, "n_pairs": 0.0}
-    return correlation_summary(X, threshold=threshold, name=name)
+                "effective_n": 0.0, "n_constant": n, "n_pairs": 0.0, "mean_abs_se": 0.0,
+                "share_above_se": 0.0, "mean_sq_se": 0.0, "effective_n_se": 0.0,
+                "max_abs_is_lower_bound": False, "method": "exact"}
+    return correlation_summary(X, threshold=threshold, name=name, method=method, rng=rng)
 
 
 def layer_summary(
@@ -48,6 +54,8 @@ def layer_summary(
     kind: str,
     shape: Sequence[int] | None = None,
     threshold: float = 0.5,
+    correlation: str = "auto",
+    rng: RngLike = 0,
 ) -> dict[str, Any]:
     r"""One row of the per-layer table: size, weights, strengths and correlations.
 
@@ -64,6 +72,16 @@ def layer_summary(
         recorded as the string ``"64x3x7x7"``; defaults to ``W.shape``.
     threshold : float, default 0.5
         A pair of neurons with ``|r| > threshold`` counts as redundant (``*_share_above``).
+    correlation : {"auto", "exact", "sampled"}, default "auto"
+        ``method`` of :func:`~netinit.metrics.correlation.correlation_summary` for each side:
+        ``"auto"`` is exact for a side of at most
+        :data:`~netinit.metrics.correlation.EXACT_MAX_NEURONS` neurons and samples
+        :data:`~netinit.metrics.correlation.SAMPLE_SIZE` neurons above.
+    rng : None, int or numpy.random.Generator, default 0
+        Draws the sampled neurons (the "in" side first, then "out", from one generator). An int
+        seed is combined with ``layer`` through :func:`netinit._rng.layer_generator`, so a
+        layer's values do not depend on the other layers; the default 0 makes the table
+        reproducible. A Generator is used as is.
 
     Returns
     -------
@@ -77,14 +95,19 @@ def layer_summary(
         ``corr_{side}_share_above``, ``corr_{side}_mean_sq``, ``corr_{side}_n_constant``;
         ``effective_n_in`` (participation ratio of the row correlation: the effective number
         of distinct output neurons, between 1 and ``n_out``), ``effective_n_out`` (same for the
-        columns, up to ``n_in``) and ``corr_threshold``.
+        columns, up to ``n_in``) and ``corr_threshold``. Beside the estimated statistics:
+        ``corr_{side}_mean_abs_se``, ``corr_{side}_share_above_se``, ``corr_{side}_mean_sq_se``,
+        ``effective_n_{side}_se`` (standard errors, 0.0 for an exact side),
+        ``corr_{side}_max_abs_is_lower_bound`` (True when sampled: the maximum over the sampled
+        pairs) and ``corr_{side}_method`` (``"exact"`` or ``"sampled(s=512)"``).
 
     Raises
     ------
     ShapeError, NonFiniteError, DtypeError
         ``W`` is not a valid weight matrix.
     ValueError
-        ``threshold`` outside [0, 1], or ``shape`` holds a non-integer.
+        ``threshold`` outside [0, 1], ``shape`` holds a non-integer, or an unknown
+        ``correlation``.
 
     Examples
     --------
@@ -97,6 +120,8 @@ def layer_summary(
     W = check_matrix(W, str(layer), allow_torch=True)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    if correlation not in _CORRELATION:
+        raise ValueError(f"correlation must be one of {_CORRELATION}, got {correlation!r}")
     shape = tuple(W.shape) if shape is None else tuple(shape)
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shape):
         raise ValueError(f"{layer}: shape must be a sequence of ints, got {shape!r}")
@@ -114,13 +139,24 @@ def layer_summary(
                 "in_strength_abs_mean", "in_strength_abs_var", "out_strength_abs_mean",
                 "out_strength_abs_var"):
         row[key] = stats[key]
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        rng = layer_generator(int(rng), str(layer))
+    elif correlation != "exact":
+        rng = as_generator(rng)
+    errors: dict[str, Any] = {}
     for side, X in (("in", W), ("out", W.T)):
-        s = _corr(X, threshold, f"{layer} ({side})")
+        s = _corr(X, threshold, f"{layer} ({side})", correlation, rng)
         for key in ("mean_abs", "max_abs", "share_above", "mean_sq"):
             row[f"corr_{side}_{key}"] = s[key]
         row[f"corr_{side}_n_constant"] = int(s["n_constant"])
         row[f"effective_n_{side}"] = s["effective_n"]
+        for key in ("mean_abs", "share_above", "mean_sq"):
+            errors[f"corr_{side}_{key}_se"] = s[f"{key}_se"]
+        errors[f"effective_n_{side}_se"] = s["effective_n_se"]
+        errors[f"corr_{side}_max_abs_is_lower_bound"] = bool(s["max_abs_is_lower_bound"])
+        errors[f"corr_{side}_method"] = s["method"]
     row["corr_threshold"] = float(threshold)
+    row.update(errors)
     return row
 
 

@@ -1,13 +1,21 @@
-"""correlation_summary / correlation_matrix against np.corrcoef (numpy oracle for torch)."""
+"""correlation_summary / correlation_matrix against np.corrcoef (numpy oracle for torch); the
+float32 products against the float64 ones within the stated bound; the sampled estimates'
+standard errors by their coverage over many seeds."""
 
 from __future__ import annotations
+
+import math
+import tracemalloc
 
 import numpy as np
 import pytest
 
 import netinit.metrics.correlation as corr_mod
 from netinit.errors import NonFiniteError, ShapeError
-from netinit.metrics.correlation import correlation_matrix, correlation_summary
+from netinit.metrics.correlation import correlation_matrix, correlation_summary, float32_error_bound
+
+STATS = ("mean_abs", "max_abs", "share_above", "mean_sq", "effective_n")
+ESTIMATED = ("mean_abs", "share_above", "mean_sq", "effective_n")
 
 
 def oracle(X, threshold=0.5):
@@ -51,7 +59,118 @@ def test_torch_matches_numpy():
     X = np.random.default_rng(8).normal(size=(9, 14)).astype(np.float32)
     a, b = correlation_summary(torch.from_numpy(X)), correlation_summary(X)
     for key in b:
-        assert a[key] == pytest.approx(b[key], rel=1e-10, abs=1e-12), key
+        if isinstance(b[key], (str, bool)):
+            assert a[key] == b[key], key
+        else:
+            assert a[key] == pytest.approx(b[key], rel=1e-10, abs=1e-12), key
+
+
+def factor_rows(seed, m, d):
+    """Rows with heterogeneous correlation: three shared factors with row-dependent loadings."""
+    rng = np.random.default_rng(seed)
+    load = rng.normal(size=(m, 3)) * rng.uniform(0.0, 1.5, size=(m, 1))
+    return load @ rng.normal(size=(3, d)) + rng.normal(size=(m, d))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_float32_products_within_the_bound(seed, monkeypatch):
+    X = factor_rows(seed, 700, 300)
+    monkeypatch.setattr(corr_mod, "_TILE", 256)  # several tiles
+    fast = correlation_summary(X, threshold=0.3)  # 700 rows > FLOAT64_MAX_NEURONS: float32
+    monkeypatch.setattr(corr_mod, "FLOAT64_MAX_NEURONS", 10_000)
+    ref = correlation_summary(X, threshold=0.3)
+    eps = float32_error_bound(300)
+    assert eps < 2e-5
+    R = np.abs(np.corrcoef(X)[np.triu_indices(700, 1)])
+    near = np.count_nonzero(np.abs(R - 0.3) <= eps) / len(R)
+    assert abs(fast["mean_abs"] - ref["mean_abs"]) <= eps
+    assert abs(fast["max_abs"] - ref["max_abs"]) <= eps
+    assert abs(fast["mean_sq"] - ref["mean_sq"]) <= 2 * eps * ref["mean_abs"] + eps**2
+    assert abs(fast["share_above"] - ref["share_above"]) <= near + 1e-15
+    m = 700  # effective_n = m / (1 + (m - 1) mean_sq): |d eff / d mean_sq| <= m (m - 1)
+    bound = m * (m - 1) * (2 * eps * ref["mean_abs"] + eps**2)
+    assert abs(fast["effective_n"] - ref["effective_n"]) <= bound
+    # and the bound is loose: BLAS's blocked sums are much closer in practice
+    assert abs(fast["mean_abs"] - ref["mean_abs"]) <= eps / 10
+
+
+def test_float32_path_torch_matches_numpy():
+    torch = pytest.importorskip("torch")
+    X = factor_rows(3, 600, 50).astype(np.float32)
+    a, b = correlation_summary(torch.from_numpy(X)), correlation_summary(X)
+    eps = float32_error_bound(50)
+    for key in ("mean_abs", "max_abs", "mean_sq"):
+        assert a[key] == pytest.approx(b[key], abs=2 * eps), key
+    assert a["n_pairs"] == b["n_pairs"] == 600 * 599 / 2
+
+
+def test_half_precision_is_never_widened_whole():
+    X = np.random.default_rng(2).normal(size=(600, 20_000)).astype(np.float16)
+    widened = X.size * 8  # a float64 copy of the whole matrix
+    for kw in ({}, {"method": "sampled", "rng": 0, "sample_size": 100}):
+        tracemalloc.start()
+        correlation_summary(X, **kw)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 0.7 * widened, kw
+
+
+def test_methods_and_auto(monkeypatch):
+    X = factor_rows(4, 40, 12)
+    exact = correlation_summary(X)
+    assert exact["method"] == "exact" and not exact["max_abs_is_lower_bound"]
+    assert all(exact[f"{k}_se"] == 0.0 for k in ESTIMATED)
+    assert correlation_summary(X, method="auto") == exact
+    # a sample as large as the usable rows is the exact summary
+    assert correlation_summary(X, method="sampled", sample_size=40, rng=0) == exact
+    s = correlation_summary(X, method="sampled", sample_size=10, rng=0)
+    assert s["method"] == "sampled(s=10)" and s["max_abs_is_lower_bound"]
+    assert s["max_abs"] <= exact["max_abs"] + float32_error_bound(12) and s["n_sampled"] == 10
+    assert s["n_pairs"] == exact["n_pairs"] and s["n_constant"] == 0
+    assert s == correlation_summary(X, method="sampled", sample_size=10, rng=0)  # seeded
+    assert s != correlation_summary(X, method="sampled", sample_size=10, rng=1)
+    monkeypatch.setattr(corr_mod, "EXACT_MAX_NEURONS", 39)
+    assert correlation_summary(X, method="auto", sample_size=10, rng=0) == s
+
+
+def test_sampled_skips_constant_rows_like_exact():
+    X = factor_rows(5, 60, 20)
+    X[[3, 17, 40]] = 2.5  # constant neurons
+    X[8] = 1e-30 * np.arange(20)  # almost constant: decided by the float64 test
+    exact = correlation_summary(X)
+    s = correlation_summary(X, method="sampled", sample_size=20, rng=0)
+    assert s["n_constant"] == exact["n_constant"] == 4
+    assert s["n_pairs"] == exact["n_pairs"] == 56 * 55 / 2
+
+
+def test_sampled_mean_sq_exact_from_the_small_gram():
+    X = factor_rows(6, 400, 10)  # m d = 4000 <= 4 s^2: ||Z^T Z||_F, exact
+    exact = correlation_summary(X)
+    s = correlation_summary(X, method="sampled", sample_size=50, rng=0)
+    assert s["mean_sq"] == pytest.approx(exact["mean_sq"], rel=1e-10)
+    assert s["effective_n"] == pytest.approx(exact["effective_n"], rel=1e-10)
+    assert s["mean_sq_se"] == s["effective_n_se"] == 0.0
+    assert s["mean_abs_se"] > 0
+
+
+def test_sampled_coverage():
+    """The stated ~95% intervals cover the exact value at the nominal rate.
+
+    300 seeds: the number of covering intervals is Binomial(300, 0.95) when the standard error is
+    right, SD sqrt(300 * 0.95 * 0.05) = 3.8 intervals; we allow 3.5 SD either side (the jackknife
+    is known to be slightly conservative, and the four statistics share samples).
+    """
+    X = factor_rows(123, 300, 64)  # m d = 19200 > 4 s^2: every statistic is estimated
+    exact = correlation_summary(X, threshold=0.3)
+    seeds = 300
+    hits = {k: 0 for k in ESTIMATED}
+    for seed in range(seeds):
+        s = correlation_summary(X, threshold=0.3, method="sampled", sample_size=60, rng=seed)
+        for k in ESTIMATED:
+            hits[k] += abs(s[k] - exact[k]) <= 1.96 * s[f"{k}_se"]
+    sd = math.sqrt(seeds * 0.95 * 0.05)
+    for k, h in hits.items():
+        assert abs(h - 0.95 * seeds) <= 3.5 * sd, (k, h / seeds)
 
 
 def test_errors():
@@ -63,3 +182,7 @@ def test_errors():
         correlation_summary(np.array([[1.0, np.nan], [1.0, 2.0]]))
     with pytest.raises(ValueError, match="threshold must lie in \\[0, 1\\], got 1.5"):
         correlation_summary(np.ones((3, 3)), threshold=1.5)
+    with pytest.raises(ValueError, match="method must be one of .* got 'fast'"):
+        correlation_summary(np.ones((3, 3)), method="fast")
+    with pytest.raises(ValueError, match="sample_size must be an integer of at least 3, got 2"):
+        correlation_summary(np.ones((3, 3)), method="sampled", sample_size=2)

@@ -138,3 +138,34 @@ def test_neuron_table_errors():
         neuron_table(np.ones((2, 2)), layer="fc", centrality="yes")
     with pytest.raises(NonFiniteError, match="fc holds 1 non-finite value"):
         neuron_table(np.array([[np.inf, 1.0]]), layer="fc")
+
+
+
+def test_layer_summary_correlation_methods(monkeypatch):
+    import netinit.metrics.correlation as corr_mod
+
+    W = np.random.default_rng(7).normal(size=(600, 20))
+    exact = layer_summary(W, layer="fc", kind="linear", correlation="exact")
+    assert layer_summary(W, layer="fc", kind="linear") == exact  # auto: exact up to 1024 neurons
+    for side in ("in", "out"):
+        assert exact[f"corr_{side}_method"] == "exact"
+        assert not exact[f"corr_{side}_max_abs_is_lower_bound"]
+        assert exact[f"corr_{side}_mean_abs_se"] == exact[f"effective_n_{side}_se"] == 0.0
+    s = layer_summary(W, layer="fc", kind="linear", correlation="sampled", rng=3)
+    # the "in" side (600 rows) is sampled from the layer's own stream; "out" (20) is exact
+    expected = correlation_summary(W, method="sampled", rng=layer_generator(3, "fc"))
+    assert s["corr_in_method"] == f"sampled(s={corr_mod.SAMPLE_SIZE})" == expected["method"]
+    assert s["corr_in_max_abs_is_lower_bound"] and not s["corr_out_max_abs_is_lower_bound"]
+    for key in ("mean_abs", "share_above", "mean_sq"):
+        assert s[f"corr_in_{key}"] == expected[key]
+        assert s[f"corr_in_{key}_se"] == expected[f"{key}_se"]
+    assert s["effective_n_in_se"] == expected["effective_n_se"]
+    assert s["corr_in_mean_abs"] == pytest.approx(exact["corr_in_mean_abs"],
+                                                  abs=4 * s["corr_in_mean_abs_se"])
+    assert s["corr_out_method"] == "exact" and s["corr_out_mean_abs"] == exact["corr_out_mean_abs"]
+    other = layer_summary(W, layer="fc2", kind="linear", correlation="sampled", rng=3)
+    assert other["corr_in_mean_abs"] != s["corr_in_mean_abs"]  # each layer its own stream
+    monkeypatch.setattr(corr_mod, "EXACT_MAX_NEURONS", 100)
+    assert layer_summary(W, layer="fc", kind="linear", rng=3) == s
+    with pytest.raises(ValueError, match=r"correlation must be one of .* got 'fast'"):
+        layer_summary(W, layer="fc", kind="linear", correlation="fast")
