@@ -65,6 +65,8 @@ _LAZY = {
     "analyze": "netinit.analyzer",
     "Analysis": "netinit.analyzer",
     "compare_checkpoints": "netinit.compare",
+    "analyze_trajectory": "netinit.trajectory",
+    "Trajectory": "netinit.trajectory",
     # PA rewiring
     "pa_rewire": "netinit.rewire",
     "pa_rewire_": "netinit.rewire",

@@ -6,7 +6,16 @@
   side; ``skipped.csv``: every tensor not analysed, with the reason; ``chains.csv``: strength
   correlation across consecutive layers; ``summary.json``;
 * ``strength_distributions.png``, ``strength_variance.png``, ``correlation_heatmap.png``;
-* ``report.html``, which shows the tables and figures.
+  ``null_zscores.png`` (the z-score of every layer statistic against its null model, when the
+  analysis has one);
+* ``report.html``, which shows the tables and figures (and the z-scores, the network measures
+  and the chain null when the analysis has them).
+
+:func:`write_trajectory_report` writes the stacked tables of a
+:class:`~netinit.trajectory.Trajectory` (several checkpoints, ``checkpoint`` and ``step``
+columns), ``trajectories.png`` (each key metric over the checkpoints, per layer, or per role
+for models of many layers whose roles are known), the z-scores of the last checkpoint and a
+``report.html`` of them.
 
 Every file is written atomically (temporary file, then rename).
 """
@@ -25,13 +34,27 @@ import pandas as pd
 from netinit._io import atomic_path, prepare_output_dir
 from netinit.analyzer import Analysis
 
-__all__ = ["write_report", "OUTPUT_FILES"]
+__all__ = ["write_report", "write_trajectory_report", "OUTPUT_FILES", "TRAJECTORY_METRICS"]
 
 OUTPUT_FILES = (
     "layers.csv", "neurons.csv", "neurons.parquet", "skipped.csv", "chains.csv", "summary.json",
-    "strength_distributions.png", "strength_variance.png", "correlation_heatmap.png", "report.html",
+    "strength_distributions.png", "strength_variance.png", "correlation_heatmap.png", "null_zscores.png",
+    "trajectories.png", "report.html",
 )
 _HEATMAP_MAX = 96
+#: The layer columns drawn over a trajectory (those the analysis has).
+TRAJECTORY_METRICS = (
+    "weight_std", "in_strength_var", "out_strength_var", "corr_in_mean_abs", "corr_out_mean_abs",
+    "effective_n_in", "corr_in_mean_abs_z", "corr_out_mean_abs_z", "in_strength_var_z",
+    "out_strength_var_z", "neural_persistence_normalized", "modularity", "clustering_mean",
+    "subgraph_centrality_log_mean",
+)
+_Z_LIMIT = 10.0  # colour scale of the z heatmap: |z| beyond is shown at the end of the scale
+_BY_ROLE_ABOVE = 8  # a trajectory of more layers than this is drawn per role, where roles are known
+#: layer columns of the network measures, in the report's order
+_NETWORK_COLUMNS = ("clustering_mean", "harmonic_mean", "current_flow_closeness_mean",
+                    "subgraph_centrality_log_mean", "log_estrada_index", "neural_persistence",
+                    "neural_persistence_normalized", "modularity", "n_communities", "network_skipped")
 
 
 def write_text_file(path: Path, text: str) -> None:
@@ -136,7 +159,75 @@ def _figures(result: Analysis, out: Path, matrix_of: Callable[[str], np.ndarray]
         p = out / "correlation_heatmap.png"
         save_figure(fig, p)
         written.append(p)
+    if "null_model" in layers.columns:
+        p = _zscore_figure(layers, out / "null_zscores.png", _null_title(result.options))
+        if p is not None:
+            written.append(p)
     return written
+
+
+def z_columns(layers: pd.DataFrame) -> list[str]:
+    """The ``<stat>_z`` columns of a layer table that hold at least one finite z."""
+    return [c for c in layers.columns if c.endswith("_z") and c != "strength_correlation_z"
+            and pd.to_numeric(layers[c], errors="coerce").notna().any()]
+
+
+def _zscore_figure(layers: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Heatmap of the z-scores: one row per layer, one column per statistic."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    cols = z_columns(layers)
+    if not cols or not len(layers):
+        return None
+    Z = layers[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    rows = short_label([str(n) for n in layers["layer"]])
+    names = [c[:-2] for c in cols]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(cols) + 3), max(2.5, 0.4 * len(rows) + 1.8)))
+    annotate = Z.size <= 400
+    sns.heatmap(np.clip(Z, -_Z_LIMIT, _Z_LIMIT), cmap="vlag", center=0.0, vmin=-_Z_LIMIT, vmax=_Z_LIMIT,
+                annot=Z if annotate else False, fmt=".1f", annot_kws={"fontsize": 7},
+                xticklabels=names, yticklabels=rows, linewidths=0.4, linecolor="white",
+                cbar_kws={"label": f"z (clipped at ±{_Z_LIMIT:g})", "shrink": 0.8}, ax=ax)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(axis="x", rotation=60)
+    for t in ax.get_xticklabels():
+        t.set_horizontalalignment("right")
+    save_figure(fig, path)
+    return path
+
+
+def _null_title(options: dict[str, Any]) -> str:
+    return (f"z-scores against {options.get('null')} shuffled copies "
+            f"({options.get('null_model')} model; empty: a null without spread, e.g. a statistic the model keeps)")
+
+
+def _null_html(result: Any, figures: set[str]) -> list[str]:
+    """Report sections of the null model and the network measures (where the analysis has them)."""
+    e = html.escape
+    parts: list[str] = []
+    L = result.layers
+    cols = z_columns(L)
+    if "null_model" in L.columns:
+        opts = result.options
+        parts.append(
+            f"<h2>Null model: z-scores</h2><p class='note'>Each statistic against {e(str(opts.get('null')))} "
+            f"copies of the same layer shuffled {e(str(opts.get('null_model')))}-wise: "
+            "<code>z = (observed - null mean) / null SD</code>. |z| above about 3 says the trained "
+            "structure is not what a random arrangement of the same weights gives; an empty cell is a "
+            "statistic the shuffle keeps (or a null with no spread). Correlation statistics use up to 512 "
+            "neurons per side (<code>null_corr_rows</code>, <code>null_corr_cols</code>).</p>")
+        if "null_zscores.png" in figures:
+            parts.append("<img src='null_zscores.png' alt='z-scores'>")
+        parts.append(table_html(L[["layer", *cols]]))
+    present = [c for c in _NETWORK_COLUMNS if c in L.columns]
+    if present:
+        parts.append("<h2>Network measures on |w|</h2><p class='note'>Weighted bipartite clustering "
+                     "(Latapy, weighted Jaccard), harmonic and current-flow closeness (lengths 1/|w|, "
+                     "conductances |w|), subgraph centrality (log, from the SVD), neural persistence "
+                     "(Rieck et al. 2019; normalised by the largest |w| over the analysed layers) and Leiden "
+                     "modularity. Per-neuron values are in the neuron table.</p>" + table_html(L[["layer", *present]]))
+    return parts
 
 
 def table_html(df: pd.DataFrame, max_rows: int = 200) -> str:
@@ -192,10 +283,15 @@ def _html(result: Analysis, figures: list[Path], files: list[str]) -> str:
                          ("correlation_heatmap.png", "Neuron correlation")):
         if fname in names:
             parts.append(f"<h2>{title}</h2><img src='{fname}' alt='{title}'>")
+    parts += _null_html(result, names)
     if len(result.chains):
         parts.append("<h2>Strength across consecutive layers</h2><p class='note'>Pearson correlation "
-                     "between a neuron's in-strength in one layer and its out-strength in the next.</p>"
-                     + table_html(result.chains))
+                     "between a neuron's in-strength in one layer and its out-strength in the next, and "
+                     "the strength flowing through those neurons (mean in-strength in the first layer, "
+                     "mean out-strength in the next, signed and of |w|)"
+                     + ("; with the null model, the correlation's z against the same shuffled copies of "
+                        "both layers" if "strength_correlation_z" in result.chains.columns else "")
+                     + ".</p>" + table_html(result.chains))
     parts.append(f"<h2>Skipped tensors ({len(result.skipped)})</h2>")
     if len(result.skipped):
         counts = result.skipped["reason"].value_counts()
@@ -246,19 +342,183 @@ def write_report(
     if neurons_format not in ("csv", "parquet"):
         raise ValueError(f"neurons_format must be 'csv' or 'parquet', got {neurons_format!r}")
     out = prepare_output_dir(out_dir, owned=OUTPUT_FILES, overwrite=overwrite)
+    written = _write_tables(result, out, neurons_format)
+    figures = _figures(result, out, matrix_of) if plots else []
+    written += figures
+    return _finish(out, written, lambda files: _html(result, figures, files), result.summary())
+
+
+def _write_tables(result: Any, out: Path, neurons_format: str) -> list[Path]:
     written = []
     for name, df in (("layers.csv", result.layers), (f"neurons.{neurons_format}", result.neurons),
                      ("skipped.csv", result.skipped), ("chains.csv", result.chains)):
         write_table(df, out / name)
         written.append(out / name)
-    figures = _figures(result, out, matrix_of) if plots else []
-    written += figures
+    return written
+
+
+def _finish(out: Path, written: list[Path], page: Callable[[list[str]], str], summary: dict[str, Any]) -> list[Path]:
+    """Write ``report.html`` and ``summary.json``, remove an earlier run's other outputs."""
     report, summary_path = out / "report.html", out / "summary.json"
-    written += [report, summary_path]
-    write_text_file(report, _html(result, figures, [p.name for p in written]))
-    summary = result.summary()
+    written = [*written, report, summary_path]
+    write_text_file(report, page([p.name for p in written]))
     summary["outputs"] = [str(p) for p in written]  # the same record as ``netinit analyze --json``
     write_text_file(summary_path, json.dumps(summary, indent=2, default=str))
     for stale in set(OUTPUT_FILES) - {p.name for p in written}:  # an earlier run's, not this one's
         (out / stale).unlink(missing_ok=True)
     return written
+
+
+def _trajectory_frame(layers: pd.DataFrame) -> tuple[pd.DataFrame, str, str, list[str] | None]:
+    """(long table, x column, line column, x tick labels): per layer, or per role for many layers."""
+    df = layers.copy()
+    by_role = (df["layer"].nunique() > _BY_ROLE_ABOVE and "role" in df.columns
+               and df["role"].notna().all() and df["role"].nunique() < df["layer"].nunique())
+    ticks = None
+    if df["step"].notna().all():
+        df["x"] = df["step"].astype("int64")
+        xlabel = "step"
+    else:  # checkpoints without steps: their order
+        order = list(dict.fromkeys(df["checkpoint"]))
+        df["x"] = df["checkpoint"].map({c: i for i, c in enumerate(order)})
+        ticks = short_label([Path(str(c)).stem for c in order], width=22)
+        xlabel = "checkpoint"
+    if by_role:
+        metrics = [m for m in TRAJECTORY_METRICS if m in df.columns]
+        df = (df.groupby(["x", "role"], sort=True)[metrics].mean().reset_index()
+              .rename(columns={"role": "line"}))
+        return df, xlabel, "role (mean over its layers)", ticks
+    labels = dict(zip(df["layer"], short_label([str(n) for n in df["layer"]])))
+    df["line"] = df["layer"].map(labels)
+    return df, xlabel, "layer", ticks
+
+
+def _trajectory_figure(layers: pd.DataFrame, path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df, xlabel, hue, ticks = _trajectory_frame(layers)
+    metrics = [m for m in TRAJECTORY_METRICS
+               if m in df.columns and pd.to_numeric(df[m], errors="coerce").notna().any()]
+    if not metrics:
+        return None
+    ncols = min(3, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + 1.5, 3.0 * nrows), squeeze=False)
+    for ax, m in zip(axes.flat, metrics):
+        data = df[["x", "line", m]].copy()
+        data[m] = pd.to_numeric(data[m], errors="coerce")
+        sns.lineplot(data=data, x="x", y=m, hue="line", marker="o", ax=ax, legend=ax is axes.flat[0])
+        if m.endswith("_z"):
+            ax.axhline(0, color="0.4", lw=0.8)
+            for v in (-3, 3):
+                ax.axhline(v, color="0.6", lw=0.6, ls=":")
+        ax.set_title(m, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("")
+        if ticks is not None:
+            ax.set_xticks(range(len(ticks)))
+            ax.set_xticklabels(ticks, rotation=30, ha="right", fontsize=8)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    first = axes.flat[0]
+    if first.get_legend() is not None:
+        handles, labels = first.get_legend_handles_labels()
+        first.get_legend().remove()
+        fig.legend(handles, labels, title=hue, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                   fontsize=8)
+    fig.suptitle("Layer statistics over the checkpoints", fontsize=12)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return path
+
+
+def _trajectory_html(traj: Any, figures: list[Path], files: list[str]) -> str:
+    e = html.escape
+    L = traj.layers
+    last = traj.analyses[-1]
+    steps = "" if any(s is None for s in traj.steps) else f" (steps {traj.steps[0]} to {traj.steps[-1]})"
+    cards = [("checkpoints", f"{len(traj.analyses)}"), ("layers per checkpoint", f"{len(last.layers)}"),
+             ("rows in layers.csv", f"{len(L)}")]
+    names = {p.name for p in figures}
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>netinit trajectory report</title>",
+        f"<style>{REPORT_CSS}</style></head><body>",
+        f"<h1>netinit trajectory</h1><p class='meta'>{len(traj.analyses)} checkpoints{e(steps)}: "
+        + ", ".join(f"<code>{e(c)}</code>" for c in traj.checkpoints) + "</p>",
+        "<div class='cards'>" + "".join(f"<div class='card'><b>{v}</b>{e(k)}</div>" for k, v in cards) + "</div>",
+        "<p class='note'>Every table has the columns <code>checkpoint</code> and <code>step</code> (from the "
+        "names or <code>--steps</code>; empty where unknown). Compare any two checkpoints neuron by neuron "
+        "with <code>netinit compare A B -o DIR</code>.</p>",
+    ]
+    if "trajectories.png" in names:
+        parts.append("<h2>Over training</h2><img src='trajectories.png' alt='trajectories'>")
+    key = ["checkpoint", "step", "layer", *[c for c in ("role",) if c in L.columns],
+           *[m for m in TRAJECTORY_METRICS if m in L.columns]]
+    parts.append("<h2>Layers at every checkpoint</h2>" + table_html(L[key]))
+    if "null_model" in last.layers.columns:
+        parts.append(f"<h2>z-scores at the last checkpoint</h2><p class='note'>{e(traj.checkpoints[-1])}: "
+                     f"{e(_null_title(last.options))}.</p>")
+        if "null_zscores.png" in names:
+            parts.append("<img src='null_zscores.png' alt='z-scores'>")
+    if len(traj.chains):
+        parts.append("<h2>Strength across consecutive layers</h2>" + table_html(traj.chains))
+    parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{e(f)}'>{e(f)}</a></li>" for f in files) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_trajectory_report(
+    traj: Any,
+    out_dir: os.PathLike | str,
+    *,
+    plots: bool = True,
+    neurons_format: str = "csv",
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write the stacked tables, ``trajectories.png`` and ``report.html`` of a trajectory.
+
+    Parameters
+    ----------
+    traj : Trajectory
+        From :func:`netinit.trajectory.analyze_trajectory`.
+    out_dir : path-like
+        As :func:`write_report`.
+    plots : bool, default True
+        Draw ``trajectories.png`` (and ``null_zscores.png`` of the last checkpoint with a null
+        model).
+    neurons_format : {"csv", "parquet"}
+    overwrite : bool, default False
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Raises
+    ------
+    ValueError
+        A bad ``neurons_format``.
+    OutputError
+        The folder holds other files, or is a file.
+    """
+    if neurons_format not in ("csv", "parquet"):
+        raise ValueError(f"neurons_format must be 'csv' or 'parquet', got {neurons_format!r}")
+    out = prepare_output_dir(out_dir, owned=OUTPUT_FILES, overwrite=overwrite)
+    written = _write_tables(traj, out, neurons_format)
+    figures: list[Path] = []
+    if plots:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import seaborn as sns
+
+        sns.set_theme(style="whitegrid", context="notebook")
+        for p in (_trajectory_figure(traj.layers, out / "trajectories.png"),
+                  _zscore_figure(traj.analyses[-1].layers, out / "null_zscores.png",
+                                 _null_title(traj.analyses[-1].options))
+                  if "null_model" in traj.analyses[-1].layers.columns else None):
+            if p is not None:
+                figures.append(p)
+    written += figures
+    return _finish(out, written, lambda files: _trajectory_html(traj, figures, files), traj.summary())

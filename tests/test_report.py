@@ -52,3 +52,63 @@ def test_rerun_in_the_same_folder_leaves_no_stale_outputs(tmp_path):
     second = {w.name for w in write_report(result, out, plots=False, neurons_format="parquet")}
     assert {f.name for f in out.iterdir()} == second
     assert "neurons.parquet" in second and not any(n.endswith(".png") for n in second)
+
+
+def test_null_and_network_sections_only_when_asked(tmp_path):
+    p = _saved(tmp_path, 6, 8, 8, 4)
+    plain = write_report(analyze(p), tmp_path / "plain")
+    assert "null_zscores.png" not in {w.name for w in plain}
+    html = (tmp_path / "plain" / "report.html").read_text()
+    assert "Null model" not in html and "Network measures" not in html
+    written = {w.name for w in write_report(analyze(p, null=5, network=True), tmp_path / "full")}
+    assert "null_zscores.png" in written
+    html = (tmp_path / "full" / "report.html").read_text()
+    assert "<h2>Null model: z-scores</h2>" in html and "corr_in_mean_abs_z" in html
+    assert "Network measures on |w|" in html and "neural_persistence_normalized" in html
+    assert "the correlation's z against the same shuffled copies" in html
+
+
+def test_z_columns_leave_out_statistics_without_a_z():
+    import pandas as pd
+
+    from netinit.report import z_columns
+
+    L = pd.DataFrame({"layer": ["a", "b"], "x_z": [1.0, float("nan")], "y_z": [float("nan")] * 2,
+                      "strength_correlation_z": [1.0, 2.0], "w": [1.0, 2.0]})
+    assert z_columns(L) == ["x_z"]
+
+
+def test_trajectory_is_drawn_per_role_for_many_layers():
+    import pandas as pd
+
+    from netinit.report import _trajectory_frame
+
+    rows = [{"checkpoint": c, "step": s, "layer": f"model.layers.{b}.{r}.weight", "role": r,
+             "weight_std": float(b + s)} for c, s in (("a", 0), ("b", 10))
+            for b in range(5) for r in ("attn_q", "mlp_up")]
+    L = pd.DataFrame(rows).astype({"step": "Int64"})
+    df, xlabel, hue, ticks = _trajectory_frame(L)
+    assert hue.startswith("role") and sorted(df["line"].unique()) == ["attn_q", "mlp_up"]
+    assert xlabel == "step" and ticks is None
+    assert df.set_index(["x", "line"]).loc[(10, "mlp_up"), "weight_std"] == 12.0  # mean over blocks 0-4
+    few = L[L["layer"].str.contains(r"layers\.[01]\.")]
+    df, _, hue, _ = _trajectory_frame(few.assign(step=pd.array([None] * len(few), dtype="Int64")))
+    assert hue == "layer" and df["x"].tolist()[:1] == [0]
+
+
+def test_trajectory_report_and_a_later_single_report_in_the_same_folder(tmp_path):
+    from netinit.report import write_trajectory_report
+    from netinit.trajectory import analyze_trajectory
+
+    (tmp_path / "b").mkdir()
+    p1, p2 = _saved(tmp_path, 6, 8, 4), _saved(tmp_path / "b", 6, 8, 4)
+    out = tmp_path / "out"
+    traj = analyze_trajectory([p1, p2], steps=[0, 5], null=4)
+    written = {w.name for w in write_trajectory_report(traj, out)}
+    assert {"layers.csv", "trajectories.png", "null_zscores.png", "report.html", "summary.json"} <= written
+    html = (out / "report.html").read_text()
+    assert "trajectories.png" in html and "z-scores at the last checkpoint" in html
+    assert {w.name for w in write_report(analyze(p1), out)} == {f.name for f in out.iterdir()}
+    assert not (out / "trajectories.png").exists()
+    with pytest.raises(ValueError, match=r"neurons_format must be 'csv' or 'parquet', got 'xls'"):
+        write_trajectory_report(traj, out, neurons_format="xls")
