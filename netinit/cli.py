@@ -75,7 +75,36 @@ def _data_batch(spec: str, samples: int, seed: int):
     return ds.X_test[:samples].numpy()
 
 
-def _analyze_parallel(args: argparse.Namespace):
+def _null_count(text: str) -> int:
+    """``--null K``: shuffled copies, at least 2 (a null SD needs two)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2 (shuffled copies of each layer), got {text!r}")
+    return value
+
+
+def _step_list(text: str) -> list[int]:
+    """``--steps 0,500,1000``: one non-negative integer per checkpoint."""
+    try:
+        steps = [int(v) for v in text.split(",")]
+    except ValueError:
+        steps = [-1]
+    if any(v < 0 for v in steps):
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got {text!r}")
+    return steps
+
+
+def _analysis_options(args: argparse.Namespace) -> dict:
+    """The options of :func:`netinit.analyze` that the serial and the parallel runs share."""
+    return {"layers": args.layers, "centrality": None if args.centrality == "none" else args.centrality,
+            "k": args.k, "seed": args.seed, "null": args.null, "null_model": args.null_model,
+            "network": args.network}
+
+
+def _analyze_parallel(args: argparse.Namespace, path: str):
     """The :class:`~netinit.analyzer.Analysis` of ``--workers N`` / ``--scheduler ADDRESS``; refuses
     the options the workers cannot reproduce (they open the file by its path alone)."""
     from netinit.parallel import analyze_parallel
@@ -88,27 +117,69 @@ def _analyze_parallel(args: argparse.Namespace):
     if not args.quiet:
         where = f"on {args.scheduler}" if args.scheduler else f"on a local cluster of {args.workers} worker processes"
         _err(f"netinit analyze: one task per layer {where}")
-    return analyze_parallel(args.checkpoint, workers=args.workers, scheduler=args.scheduler, layers=args.layers,
-                            centrality=None if args.centrality == "none" else args.centrality,
-                            k=args.k, seed=args.seed)
+    return analyze_parallel(path, workers=args.workers, scheduler=args.scheduler, **_analysis_options(args))
+
+
+def _analyze_one(args: argparse.Namespace, path: str, ckpt):
+    """The :class:`~netinit.analyzer.Analysis` of one checkpoint, serial or on Dask workers."""
+    from netinit.analyzer import analyze
+
+    if args.workers > 1 or args.scheduler:  # one Dask task per layer
+        return _analyze_parallel(args, path)
+    data = _data_batch(args.data, args.samples, args.seed) if args.data else None
+    return analyze(ckpt, embeddings=args.embeddings, data=data, activation=args.activation,
+                   progress=_progress("analyse", args.quiet), **_analysis_options(args))
+
+
+def _analyze_trajectory(args: argparse.Namespace, paths: list[str]) -> int:
+    """Several checkpoints: one stacked set of tables with ``checkpoint`` and ``step`` columns."""
+    from netinit.report import write_trajectory_report
+    from netinit.trajectory import Trajectory, parse_step
+
+    if args.steps is not None and len(args.steps) != len(paths):
+        raise SystemExit(f"netinit analyze: --steps gives {len(args.steps)} steps for {len(paths)} checkpoints "
+                         f"({', '.join(paths[:4])}{', ...' if len(paths) > 4 else ''}); give one per checkpoint")
+    analyses = []
+    for i, path in enumerate(paths, start=1):
+        if not args.quiet:
+            _err(f"netinit analyze: checkpoint {i} of {len(paths)}: {path}")
+        analyses.append(_analyze_one(args, path, _open(path, args)))
+    steps = args.steps if args.steps is not None else [parse_step(p) for p in paths]
+    traj = Trajectory(analyses, paths, steps, options=dict(analyses[0].options))
+    written = (write_trajectory_report(traj, args.output, plots=not args.no_plots,
+                                       neurons_format=args.neurons_format, overwrite=args.force)
+               if args.output is not None else [])
+    summary = traj.summary()
+    summary["outputs"] = [str(p) for p in written]
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    if not args.quiet:
+        _err(f"netinit: analysed {len(paths)} checkpoints ({len(traj.layers)} layer rows)"
+             + (f"; wrote {len(written)} files to {args.output} (open {Path(args.output) / 'report.html'})"
+                if written else ""))
+    return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from netinit.analyzer import analyze
     from netinit.layers import find_layers
     from netinit.report import write_report
+    from netinit.trajectory import expand_checkpoints
 
     if args.output is None and not args.json:
         raise SystemExit("netinit analyze: give an output folder with -o DIR (or --json)")
-    ckpt = _open(args.checkpoint, args)
-    if args.workers > 1 or args.scheduler:  # one Dask task per layer
-        result = _analyze_parallel(args)
-    else:
-        data = _data_batch(args.data, args.samples, args.seed) if args.data else None
-        result = analyze(ckpt, layers=args.layers, embeddings=args.embeddings,
-                         centrality=None if args.centrality == "none" else args.centrality,
-                         k=args.k, seed=args.seed, data=data, activation=args.activation,
-                         progress=_progress("analyse", args.quiet))
+    if args.null_model is not None and args.null is None:
+        raise SystemExit("netinit analyze: --null-model needs --null K (the number of shuffled copies)")
+    args.null_model = args.null_model or "matrix"
+    paths = expand_checkpoints(args.checkpoint)
+    if len(paths) > 1:
+        if args.data:
+            raise SystemExit("netinit analyze: --data analyses one checkpoint; give one, or drop --data")
+        return _analyze_trajectory(args, paths)
+    if args.steps is not None:
+        raise SystemExit("netinit analyze: --steps is for several checkpoints (a list, a glob or a folder)")
+    path = paths[0]
+    ckpt = _open(path, args)
+    result = _analyze_one(args, path, ckpt)
     written: list[Path] = []
     if args.output is not None:
         by_name = {layer.name: layer for layer in find_layers(ckpt, layers=args.layers,
@@ -123,7 +194,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.quiet:
         skipped = summary["skipped_by_reason"]
         where = f" (weights under {result.container!r})" if result.container else ""
-        _err(f"netinit: analysed {_n(summary['n_layers'], 'layer')} of {args.checkpoint}{where}")
+        _err(f"netinit: analysed {_n(summary['n_layers'], 'layer')} of {path}{where}")
         if skipped:
             _err(f"netinit: skipped {_n(summary['n_skipped'], 'tensor')}: "
                  + ", ".join(f"{n} {r}" for r, n in skipped.items()))
@@ -255,7 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("analyze", aliases=["analyse"], help="per-layer and per-neuron statistics, plots, report")
-    a.add_argument("checkpoint", help=_CHECKPOINT_HELP)
+    a.add_argument("checkpoint", nargs="+",
+                   help=_CHECKPOINT_HELP + "; several checkpoints (paths, a quoted glob such as 'runs/step_*.pt', "
+                        "or a folder of checkpoint files) give one table over training with checkpoint and step "
+                        "columns and trajectory figures")
     a.add_argument("-o", "--output", help="output folder (created; must be empty or hold earlier netinit outputs)")
     a.add_argument("--layers", metavar="REGEX", help="analyse only layers whose tensor name matches")
     a.add_argument("--embeddings", action="store_true", help="include embedding matrices")
@@ -276,6 +350,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--force", action="store_true", help="write into a folder that holds other files")
     a.add_argument("--layout", action="append", metavar="REGEX=in_out|out_in",
                    help="stored orientation of 2-D weights matching REGEX (repeatable), e.g. 'c_proj=in_out'")
+    a.add_argument("--steps", type=_step_list, metavar="S1,S2,...",
+                   help="training steps of several checkpoints, in order (default: parsed from names such as "
+                        "step_1000, epoch3, ckpt-500)")
+    a.add_argument("--null", type=_null_count, metavar="K",
+                   help="judge every layer statistic against K shuffled copies of the same weights: adds "
+                        "<stat>_null_mean, <stat>_null_sd and <stat>_z columns (and a z for each chain "
+                        "correlation); K=100 costs about 10x the plain summary of a layer")
+    a.add_argument("--null-model", choices=["matrix", "rows", "columns"],
+                   help="with --null: shuffle all weights (matrix, default), within each row (each output "
+                        "neuron keeps its incoming weights) or within each column")
+    a.add_argument("--network", action="store_true",
+                   help="add network measures on |w|: clustering, harmonic and current-flow closeness, subgraph "
+                        "centrality, neural persistence, Leiden communities; the first three are slow above about "
+                        "2048 neurons per side and are skipped (with the reason in network_skipped) on layers "
+                        "wider than 2048")
     a.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                    help="analyse the layers in parallel, one Dask task per layer, on a local cluster of N "
                         "worker processes (default 1: in this process)")

@@ -172,7 +172,9 @@ def test_json_schema_top_level(capsys):
                             "layers", "chains", "options", "outputs"}
     assert {"layer", "kind", "shape", "n_out", "n_in", "in_strength_var", "out_strength_var",
             "corr_in_mean_abs", "corr_out_mean_abs"} <= set(summary["layers"][0])
-    assert set(summary["chains"][0]) == {"layer_a", "layer_b", "n_neurons", "strength_correlation"}
+    assert set(summary["chains"][0]) == {"layer_a", "layer_b", "n_neurons", "strength_correlation",
+                                         "in_strength_mean", "out_strength_mean", "in_strength_abs_mean",
+                                         "out_strength_abs_mean"}
     assert summary["outputs"] == []
 
 
@@ -337,3 +339,99 @@ def test_closed_stdout_is_not_an_error():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert "Broken pipe" not in err and "Traceback" not in err
+
+
+# -- --null, --network and trajectories --------------------------------------------------------
+
+def test_analyze_null_and_network_columns(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["analyze", str(EXAMPLES / "mlp_digits.safetensors"), "-o", str(out), "-q", "--null", "6",
+                 "--null-model", "columns", "--network", "--seed", "2"]) == 0
+    layers = pd.read_csv(out / "layers.csv")
+    for col in ("corr_in_mean_abs_null_mean", "corr_in_mean_abs_null_sd", "corr_in_mean_abs_z",
+                "in_strength_var_z", "null_model", "null_shuffles", "neural_persistence",
+                "neural_persistence_normalized", "modularity", "clustering_mean", "network_skipped"):
+        assert col in layers.columns, col
+    assert (layers["null_model"] == "columns").all() and layers["out_strength_var_z"].isna().all()
+    neurons = pd.read_csv(out / "neurons.csv")
+    assert {"clustering", "harmonic", "current_flow_closeness", "subgraph_centrality_log",
+            "community"} <= set(neurons.columns)
+    assert {"strength_correlation_z", "in_strength_mean", "out_strength_abs_mean"} <= set(
+        pd.read_csv(out / "chains.csv").columns)
+    assert (out / "null_zscores.png").read_bytes()[:4] == b"\x89PNG"
+    html = (out / "report.html").read_text()
+    assert "null_zscores.png" in html and "Network measures on |w|" in html
+    options = json.loads((out / "summary.json").read_text())["options"]
+    assert options["null"] == 6 and options["null_model"] == "columns" and options["network"] is True
+
+
+def _steps_folder(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for step, name in ((0, "mlp_digits_init.safetensors"), (30, "mlp_digits.safetensors")):
+        shutil.copy(EXAMPLES / name, folder / f"step_{step}.safetensors")
+    (folder / "notes.txt").write_text("not a checkpoint")
+    return folder
+
+
+@pytest.mark.parametrize("how", ["list", "glob", "folder"])
+def test_analyze_trajectory_of_the_bundled_initial_and_trained_mlp(tmp_path, how):
+    folder = _steps_folder(tmp_path)
+    given = {"list": [str(folder / "step_0.safetensors"), str(folder / "step_30.safetensors")],
+             "glob": [str(folder / "step_*.safetensors")], "folder": [str(folder)]}[how]
+    out = tmp_path / "out"
+    assert main(["analyze", *given, "-o", str(out), "-q", "--null", "5"]) == 0
+    layers = pd.read_csv(out / "layers.csv")
+    assert list(layers.columns[:3]) == ["checkpoint", "step", "layer"]
+    assert layers["step"].tolist() == [0, 0, 0, 30, 30, 30]
+    assert layers["checkpoint"].tolist() == [str(folder / "step_0.safetensors")] * 3 + [
+        str(folder / "step_30.safetensors")] * 3
+    assert layers["corr_in_mean_abs_z"].notna().all()
+    # training correlates the hidden layer's incoming weights: far from its shuffles, unlike at init
+    z = layers.set_index(["step", "layer"])["corr_in_mean_abs_z"]
+    assert z[(30, "2.weight")] > 10 > abs(z[(0, "2.weight")])
+    for name in ("neurons.csv", "chains.csv", "skipped.csv"):
+        assert list(pd.read_csv(out / name).columns[:2]) == ["checkpoint", "step"], name
+    assert (out / "trajectories.png").read_bytes()[:4] == b"\x89PNG"
+    html = (out / "report.html").read_text()
+    assert "trajectories.png" in html and "netinit compare A B" in html
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_checkpoints"] == 2 and [c["step"] for c in summary["checkpoints"]] == [0, 30]
+
+
+def test_analyze_trajectory_steps_option_and_unparsed_names(tmp_path):
+    out = tmp_path / "out"
+    init, trained = str(EXAMPLES / "mlp_digits_init.safetensors"), str(EXAMPLES / "mlp_digits.safetensors")
+    assert main(["analyze", init, trained, "-o", str(out), "-q", "--no-plots"]) == 0
+    assert pd.read_csv(out / "layers.csv")["step"].isna().all()  # the names give no step
+    assert main(["analyze", init, trained, "-o", str(out), "-q", "--steps", "0,30"]) == 0
+    assert pd.read_csv(out / "layers.csv")["step"].tolist() == [0, 0, 0, 30, 30, 30]
+    assert (out / "trajectories.png").exists()
+
+
+def test_analyze_null_network_trajectory_errors(tmp_path, capsys):
+    ckpt = str(EXAMPLES / "mlp_digits.safetensors")
+    out = str(tmp_path / "x")
+    for argv, message in (
+        (["--null", "0"], "argument --null: expected an integer >= 2 (shuffled copies of each layer), got '0'"),
+        (["--null", "5", "--null-model", "foo"], "argument --null-model: invalid choice: 'foo'"),
+        (["--steps", "0,x"], "argument --steps: expected comma-separated non-negative integers, got '0,x'"),
+    ):
+        with pytest.raises(SystemExit):
+            main(["analyze", ckpt, "-o", out, *argv])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"--null-model needs --null K"):
+        main(["analyze", ckpt, "-o", out, "--null-model", "rows"])
+    with pytest.raises(SystemExit, match=r"--steps gives 3 steps for 2 checkpoints"):
+        main(["analyze", ckpt, ckpt, "-o", out, "--steps", "0,1,2"])
+    with pytest.raises(SystemExit, match=r"--steps is for several checkpoints"):
+        main(["analyze", ckpt, "-o", out, "--steps", "0"])
+    with pytest.raises(SystemExit, match=r"--data analyses one checkpoint"):
+        main(["analyze", ckpt, ckpt, "-o", out, "--data", "digits"])
+    assert main(["analyze", str(tmp_path / "nothing_*.pt"), "-o", out]) == 1
+    assert "nothing_*.pt: no checkpoint matches this pattern" in _err_line(capsys)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["analyze", str(empty), "-o", out]) == 1
+    assert "empty: not a checkpoint (is a folder" in _err_line(capsys)
+    assert not Path(out).exists()
