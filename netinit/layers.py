@@ -68,6 +68,7 @@ from netinit import validation
 from netinit.errors import LayerError, NoLayersError, ShapeError
 from netinit.formats.base import Checkpoint, TensorInfo
 from netinit.naming import block_of, expert_of, is_string_sorted, order_key, role_of
+from netinit.quant import FP8_DTYPES, Quantized, companion_reason, dequantize_fp8, fp8_scheme, unsupported_scheme
 
 if TYPE_CHECKING:
     import torch
@@ -83,7 +84,7 @@ _ATTENTION = re.compile(
     r"wq|wk|wv|wo|self_attn|attention|attn)([._]|$)", re.I)
 _EMBEDDING = re.compile(
     r"(embed|embedding|embeddings|wte|wpe|tok_embeddings|word_embeddings|position_embeddings|"
-    r"token_type_embeddings|pos_emb|shared\.weight$|(^|\.)tok_emb\.|(^|\.)emb\.weight$)", re.I)
+    r"token_type_embeddings|pos_emb|token_embd|shared\.weight$|(^|\.)tok_emb\.|(^|\.)emb\.weight$)", re.I)
 _NORM = re.compile(r"(norm|^bn\d*|[._]bn\d*[._]|ln_?\d*|layernorm|batchnorm|groupnorm|rmsnorm)", re.I)
 _DEPTHWISE = re.compile(r"(depthwise|dwconv|dw_conv|conv_dw|(^|[._])dw([._]|$))", re.I)
 _BUFFER = re.compile(r"(running_mean|running_var|num_batches_tracked|position_ids|(^|\.)masked_bias$|"
@@ -134,6 +135,12 @@ class Layer:
         Stored orientation of a 2-D weight of a torch module (``in_out``: ``transformers`` Conv1D).
     module : str or None
         Class of the torch module holding the weight (``"Linear"``), None for checkpoint layers.
+    tensor_name, index : str or None, int or None
+        For one expert of a stacked 3-D expert tensor: the tensor (``...mlp.experts.gate_up_proj``)
+        and the expert's index in it; the layer's ``name`` then names the expert
+        (``...mlp.experts.3.gate_up_proj``) and ``shape`` is one expert's.
+    quant : Quantized or None
+        How the stored weight is quantised (:mod:`netinit.quant`); :meth:`tensor` dequantises.
     """
 
     name: str
@@ -148,6 +155,14 @@ class Layer:
     layout: str = "out_in"
     module: str | None = None
     param: Any = field(default=None, repr=False, compare=False)
+    tensor_name: str | None = None
+    index: int | None = None
+    quant: Quantized | None = None
+
+    @property
+    def stored_name(self) -> str:
+        """The checkpoint tensor that holds the layer (a stack of experts holds several)."""
+        return self.tensor_name or self.name
 
     @property
     def transposed(self) -> bool:
@@ -173,7 +188,17 @@ class Layer:
             return self.param
         if self.source is None:
             raise LayerError(f"layer {self.name!r} has no checkpoint to load from")
-        return self.source.load(self.name)
+        if self.index is None and self.quant is None:
+            return self.source.load(self.name)
+        cache = self.source.__dict__.setdefault("_netinit_stack", {})  # one stack kept: experts come in order
+        t = cache.get(self.stored_name)
+        if t is None:
+            t = self.source.load(self.stored_name)
+            if self.quant is not None and self.quant.scale:  # FP8: the reader returns the stored codes
+                t = dequantize_fp8(t, self.dtype, self.source.load(self.quant.scale), self.quant)
+            cache.clear()
+            cache[self.stored_name] = t
+        return t if self.index is None else t[self.index]
 
     def canonical(self, t: Any) -> Any:
         """The canonical ``(n_out, n_in)`` matrix of the stored tensor ``t`` (numpy or torch).
@@ -312,6 +337,82 @@ def _module_of(name: str) -> str:
     return name.rpartition(".")[0]
 
 
+#: 3-D tensors that stack the experts of a mixture-of-experts block
+_EXPERT_STACK = re.compile(r"(^|\.)experts\.(gate_up_proj|down_proj|gate_proj|up_proj)$|(^|\.)ffn_(gate_up|gate|up|down)_exps\.weight$")
+#: model types whose stacked experts are stored (experts, in, out) / (experts, out, in)
+_STACK_IN_OUT = ("gpt_oss", "llama4", "llama4_text")
+_STACK_OUT_IN = ("mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "olmoe", "deepseek_v2", "deepseek_v3", "minimax",
+                 "granitemoe", "phimoe", "dbrx", "jamba", "ernie4_5_moe", "glm4_moe", "dots1", "hunyuan_v1_moe")
+
+
+def _stack_layout(name: str, names: set[str], model: dict[str, Any]) -> str | None:
+    """Stored orientation of each expert of stack ``name``: from the model type when the folder's
+    config says it, else from what the tensor names say; None when neither knows."""
+    model_type = model.get("model_type")
+    if model_type in _STACK_IN_OUT:
+        return "in_out"
+    if model_type in _STACK_OUT_IN or name.endswith("_exps.weight"):  # GGUF stores ne = (in, out, experts)
+        return "out_in"
+    if name + "_bias" in names or ".feed_forward.experts." in name:  # gpt-oss, Llama 4
+        return "in_out"
+    return None
+
+
+def _expert_name(name: str, e: int) -> str:
+    head, _, last = name.rpartition(".")
+    if last == "weight":
+        head, _, last = head.rpartition(".")
+        return f"{head}.{last}.{e}.weight" if head else f"{last}.{e}.weight"
+    return f"{head}.{e}.{last}" if head else f"{e}.{last}"
+
+
+def _checkpoint_tensors(ckpt: Checkpoint, infos: list[TensorInfo]) -> list[tuple[TensorInfo, str | None, dict[str, Any]]]:
+    """``(info, kind hint, extra)`` of every tensor of a checkpoint, stacks of experts expanded to one
+    entry per expert and quantised weights described (:mod:`netinit.quant`)."""
+    names = {i.name for i in infos}
+    by_name = {i.name: i for i in infos}
+    model = getattr(ckpt, "model", None) or {}
+    qconfig = model.get("quantization_config") or {}
+    block = qconfig.get("weight_block_size") if isinstance(qconfig, dict) else None
+    block_size = int(block[0]) if isinstance(block, (list, tuple)) and block and isinstance(block[0], int) else None
+    out: list[tuple[TensorInfo, str | None, dict[str, Any]]] = []
+    for info in infos:
+        hint = ckpt.kind_hint(info.name)
+        why = companion_reason(info.name)
+        scheme = None if why else unsupported_scheme(info.name, info.dtype, names)
+        if why or scheme:
+            out.append((info, hint, {"skip": why or f"quantised ({scheme}): not supported"}))
+            continue
+        extra: dict[str, Any] = {}
+        gguf_type = ckpt.quantization(info.name) if hasattr(ckpt, "quantization") else None
+        if gguf_type:  # the GGUF reader dequantises; the layer records its scheme
+            extra = {"quant": Quantized(f"GGUF {gguf_type}", "")}
+        if info.dtype in FP8_DTYPES and len(info.shape) >= 2:
+            try:
+                extra = {"quant": fp8_scheme(info.name, info.shape, info.dtype, by_name, block_size),
+                         "stored_dtype": info.dtype}
+            except ShapeError as exc:
+                raise ShapeError(f"{ckpt.path}: {exc}") from None
+            info = TensorInfo(info.name, info.shape, "float32")
+        if len(info.shape) == 3 and _EXPERT_STACK.search(info.name) and info.is_float:
+            layout = _stack_layout(info.name, names, model)
+            if layout is None:
+                out.append((info, hint, {"skip": "3-D stack of experts in a layout netinit does not know (it knows "
+                                                 "gpt-oss, Llama 4, GGUF and, with config.json, the model types it names)"}))
+                continue
+            n_experts = model.get("experts")
+            if n_experts is not None and info.shape[0] != n_experts:
+                raise LayerError(f"{ckpt.path}: config.json says {n_experts} experts, but {info.name!r} stacks "
+                                 f"{info.shape[0]}")
+            for e in range(info.shape[0]):
+                sub = TensorInfo(_expert_name(info.name, e), info.shape[1:], info.dtype)
+                out.append((sub, "linear", {**extra, "tensor_name": info.name, "index": e, "layout": layout,
+                                            "expert": e}))
+            continue
+        out.append((info, hint, extra))
+    return out
+
+
 def find_layers(
     source: Any,
     *,
@@ -368,8 +469,8 @@ def find_layers(
             raise NoLayersError(f"{source.path}: the checkpoint holds no tensors")
         if is_string_sorted([i.name for i in infos]):
             infos = sorted(infos, key=lambda i: order_key(i.name))
-        candidates = [(info, source.kind_hint(info.name), {}) for info in infos]
         where, ckpt = str(source.path), source
+        candidates = _checkpoint_tensors(source, infos)
     elif type(source).__module__.startswith("torch") or hasattr(source, "named_modules"):
         from netinit._module_layers import module_tensors
 
@@ -390,13 +491,17 @@ def find_layers(
         kind, reason = classify(info, embeddings=embeddings, transposed=transposed, hint=hint)
         if kind is not None and extra.get("not_a_layer"):
             kind, reason = None, extra["not_a_layer"]
+        if extra.get("skip"):
+            kind, reason = None, extra["skip"]
         selected = keep(info.name)
         if kind is not None:
             every.append(info.name)
         if kind is not None and selected:
-            found.append(Layer(info.name, kind, info.shape, info.dtype, ckpt, block=block_of(info.name),
-                               role=role_of(info.name, kind), expert=expert_of(info.name),
-                               **{k: v for k, v in extra.items() if k != "not_a_layer"}))
+            stored = extra.get("tensor_name", info.name)
+            place = {"block": block_of(stored), "role": role_of(stored, kind), "expert": expert_of(info.name)}
+            fields = {k: v for k, v in extra.items() if k not in ("not_a_layer", "skip", "stored_dtype")}
+            found.append(Layer(info.name, kind, info.shape, extra.get("stored_dtype", info.dtype), ckpt,
+                               **{**place, **fields}))
             continue
         if kind is not None:
             reason = f"excluded by {description}"

@@ -31,7 +31,7 @@ __all__ = ["BLOCK_CONTAINERS", "ROLES", "block_of", "role_of", "expert_of", "mod
            "is_string_sorted"]
 
 #: Module names whose numbered children are a network's blocks.
-BLOCK_CONTAINERS = ("layers", "layer", "h", "blocks", "block", "resblocks", "transformer_blocks", "decoder_layers",
+BLOCK_CONTAINERS = ("layers", "layer", "h", "blocks", "block", "blk", "resblocks", "transformer_blocks", "decoder_layers",
                     "encoder_layers")
 _BLOCK = re.compile(r"(?:^|\.)(?:" + "|".join(BLOCK_CONTAINERS) + r")\.(\d+)(?:\.|$)")
 _EXPERT = re.compile(r"(?:^|\.)experts\.(\d+)(?:\.|$)")
@@ -43,18 +43,18 @@ ROLES = ("embedding", "attn_qkv", "attn_q", "attn_k", "attn_v", "attn_o", "route
 # (role, regex searched in the module path); the first match wins, so the more specific come first
 _ROLE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((role, re.compile(r"(^|\.)(" + rx + r")$", re.I)) for role, rx in (
     ("embedding", r"embed_tokens|wte|wpe|tok_embeddings|word_embeddings|position_embeddings|token_type_embeddings|"
-                  r"embeddings?|tok_emb|pos_emb|emb|shared"),
-    ("attn_qkv", r"c_attn|qkv|qkv_proj|query_key_value|in_proj|wqkv|in_proj_weight"),
-    ("attn_q", r"q_proj|query|wq|q|q_lin|q_a_proj|q_b_proj|q_proj_weight"),
-    ("attn_k", r"k_proj|key|wk|k|k_lin|k_proj_weight"),
-    ("attn_v", r"v_proj|value|wv|v|v_lin|v_proj_weight"),
+                  r"embeddings?|tok_emb|pos_emb|emb|shared|token_embd"),
+    ("attn_qkv", r"c_attn|qkv|qkv_proj|query_key_value|in_proj|wqkv|in_proj_weight|attn_qkv"),
+    ("attn_q", r"q_proj|query|wq|q|q_lin|q_a_proj|q_b_proj|q_proj_weight|attn_q"),
+    ("attn_k", r"k_proj|key|wk|k|k_lin|k_proj_weight|attn_k"),
+    ("attn_v", r"v_proj|value|wv|v|v_lin|v_proj_weight|attn_v"),
     ("attn_o", r"o_proj|out_proj|out_lin|(attn|attention|self_attention|self_attn)\.(c_proj|proj|wo|dense)|"
-               r"attention\.output\.dense"),
-    ("router", r"router|(mlp|moe|block_sparse_moe|feed_forward)\.gate"),
-    ("mlp_gate_up", r"gate_up_proj|w13"),
-    ("mlp_gate", r"gate_proj|w1|wi_0"),
-    ("mlp_up", r"up_proj|w3|wi_1|wi|c_fc|fc1|intermediate\.dense|dense_h_to_4h|fc_in|lin1"),
-    ("mlp_down", r"down_proj|w2|wo|c_proj|fc2|output\.dense|dense_4h_to_h|fc_out|lin2"),
+               r"attention\.output\.dense|attn_output"),
+    ("router", r"router|(mlp|moe|block_sparse_moe|feed_forward)\.gate|ffn_gate_inp"),
+    ("mlp_gate_up", r"gate_up_proj|w13|ffn_gate_up(_exps)?"),
+    ("mlp_gate", r"gate_proj|w1|wi_0|ffn_gate(_exps|_shexp)?"),
+    ("mlp_up", r"up_proj|w3|wi_1|wi|c_fc|fc1|intermediate\.dense|dense_h_to_4h|fc_in|lin1|ffn_up(_exps|_shexp)?"),
+    ("mlp_down", r"down_proj|w2|wo|c_proj|fc2|output\.dense|dense_4h_to_h|fc_out|lin2|ffn_down(_exps|_shexp)?"),
     ("head", r"lm_head|head|classifier|score|cls|output|out"),
     ("conv", r"conv\w*|downsample\.0|shortcut\.0|stem\w*|patch_embed\.proj"),
     ("fc", r"fc\d*|linear\d*|dense\d*|lin\d*"),

@@ -271,3 +271,30 @@ def test_safetensors_layers_come_in_model_order(tmp_path):
     got = [(layer.block, layer.role) for layer in found]
     roles = ["attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down"]
     assert got == [(None, "embedding")] + [(b, r) for b in (0, 2, 10) for r in roles] + [(None, "head")]
+
+
+def test_gguf_layers_blocks_roles_and_stacked_experts(tmp_path):
+    import gguf
+
+    path = tmp_path / "m.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    rng = np.random.default_rng(0)
+    w.add_tensor("token_embd.weight", rng.standard_normal((16, 32)).astype(np.float32))
+    w.add_tensor("blk.0.attn_q.weight", rng.standard_normal((32, 32)).astype(np.float32))
+    q8 = gguf.quants.quantize(rng.standard_normal((48, 32)).astype(np.float32), gguf.GGMLQuantizationType.Q8_0)
+    w.add_tensor("blk.0.ffn_up.weight", q8, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    stack = rng.standard_normal((3, 48, 32)).astype(np.float32)  # (experts, out, in) as GGUF lists ne reversed
+    w.add_tensor("blk.0.ffn_gate_exps.weight", stack)
+    w.add_tensor("output.weight", rng.standard_normal((16, 32)).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    found, skipped = find_layers(load_checkpoint(path))
+    got = [(la.name, la.block, la.role, la.expert) for la in found]
+    assert got == [("blk.0.attn_q.weight", 0, "attn_q", None), ("blk.0.ffn_up.weight", 0, "mlp_up", None)] + [
+        (f"blk.0.ffn_gate_exps.{e}.weight", 0, "mlp_gate", e) for e in range(3)] + [("output.weight", None, "head", None)]
+    assert [s.reason for s in skipped] == ["embedding (not asked for)"]
+    assert found[1].quant.scheme == "GGUF Q8_0" and found[0].quant is None
+    for e in range(3):
+        np.testing.assert_array_equal(found[2 + e].matrix(), stack[e])

@@ -59,3 +59,13 @@ def test_encoder_before_decoder_and_experts_in_order():
     ordered = model_order(names)
     assert [n.split(".")[0] for n in ordered[:4]] == ["encoder", "encoder", "decoder", "decoder"]
     assert [expert_of(n) for n in ordered[4:]] == [0, 2, 11]
+
+
+@pytest.mark.parametrize("name, block, role", [
+    ("token_embd.weight", None, "embedding"), ("blk.3.attn_q.weight", 3, "attn_q"),
+    ("blk.3.attn_output.weight", 3, "attn_o"), ("blk.3.ffn_gate_inp.weight", 3, "router"),
+    ("blk.3.ffn_gate_exps.weight", 3, "mlp_gate"), ("blk.3.ffn_down_shexp.weight", 3, "mlp_down"),
+    ("blk.3.ffn_up.weight", 3, "mlp_up"), ("output.weight", None, "head"),
+])
+def test_gguf_names(name, block, role):
+    assert (block_of(name), role_of(name)) == (block, role)

@@ -52,7 +52,7 @@ def register_format(fmt: Format) -> Format:
 
 #: built-in format modules, in sniffing order (more specific first); each defines ``FORMAT``
 #: and keeps heavy imports (onnx, h5py, msgpack, ...) inside its functions.
-_BUILTIN = ("safetensors", "sharded", "torchscript", "torch", "npz", "keras", "onnx", "flax", "gguf")
+_BUILTIN = ("safetensors", "folder", "sharded", "torchscript", "torch", "npz", "keras", "onnx", "flax", "gguf")
 
 
 def _register_builtin() -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from netinit._io import check_not_input
 from netinit._rng import layer_generator, torch_generator
-from netinit.errors import DeviceError, OutputError
+from netinit.errors import DeviceError, DtypeError, OutputError
 from netinit.formats import Checkpoint, load_checkpoint, save_checkpoint
 from netinit.layers import Layer, find_layers
 from netinit.metrics.strength import strength_variances
@@ -145,6 +145,11 @@ def rewire_checkpoint(
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise DeviceError(f"device {device!r} asked for, but CUDA is not available here")
     found, _ = find_layers(ckpt, layers=layers)
+    quantised = [layer for layer in found if layer.quant is not None]
+    if quantised:
+        q = quantised[0]
+        raise DtypeError(f"{ckpt.path}: layer {q.name!r} is quantised ({q.quant.scheme}); rewire the full-precision "
+                         f"checkpoint and quantise after (or leave the quantised layers out with --layers)")
     rows = []
     replacements: dict[str, np.ndarray] = {}
     stacked = _stacked(found, seed, passes) if device == "cpu" else None
@@ -155,7 +160,13 @@ def rewire_checkpoint(
             W = layer.matrix()
             W2 = _rewire_matrix(W, seed, layer.name, passes, device)
         rows.append(report_row(layer, strength_variances(W), strength_variances(W2)))
-        replacements[layer.name] = layer.from_matrix(W2)
+        if layer.index is None:
+            replacements[layer.name] = layer.from_matrix(W2)
+        else:  # one expert of a stack: the stack is written back whole, each expert in its own place
+            stack = replacements.get(layer.stored_name)
+            if stack is None:
+                stack = replacements[layer.stored_name] = np.array(ckpt.load(layer.stored_name), copy=True)
+            stack[layer.index] = layer.from_matrix(W2)
     if out is not None:
         save_checkpoint(ckpt, out, replacements)
     return report_frame(rows)

@@ -1,0 +1,122 @@
+"""netinit.quant: FP8 weights dequantised for analysis, scales never layers, unsupported schemes named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import netinit
+from netinit.errors import DtypeError, ShapeError
+from netinit.formats import load_checkpoint
+from netinit.quant import fp8_to_float32
+
+
+def _e4m3fn_oracle(code: int) -> float:
+    """float8_e4m3fn from its definition: 1 sign, 4 exponent (bias 7), 3 mantissa bits; no infinities,
+    S.1111.111 is NaN."""
+    sign = -1.0 if code & 0x80 else 1.0
+    exp, man = (code >> 3) & 0xF, code & 0x7
+    if exp == 0xF and man == 0x7:
+        return float("nan")
+    if exp == 0:
+        return sign * (man / 8) * 2.0 ** -6
+    return sign * (1 + man / 8) * 2.0 ** (exp - 7)
+
+
+def _e5m2_oracle(code: int) -> float:
+    """float8_e5m2: 1 sign, 5 exponent (bias 15), 2 mantissa bits, IEEE infinities and NaNs."""
+    sign = -1.0 if code & 0x80 else 1.0
+    exp, man = (code >> 2) & 0x1F, code & 0x3
+    if exp == 0x1F:
+        return sign * float("inf") if man == 0 else float("nan")
+    if exp == 0:
+        return sign * (man / 4) * 2.0 ** -14
+    return sign * (1 + man / 4) * 2.0 ** (exp - 15)
+
+
+@pytest.mark.parametrize("dtype, oracle", [("float8_e4m3fn", _e4m3fn_oracle), ("float8_e5m2", _e5m2_oracle)])
+def test_fp8_decoding_matches_the_format_definition(dtype, oracle):
+    got = fp8_to_float32(np.arange(256, dtype=np.uint8), dtype)
+    want = np.array([oracle(c) for c in range(256)], dtype=np.float32)
+    np.testing.assert_array_equal(got, want)
+
+
+def _block_fp8(W: torch.Tensor, b: int = 128):
+    """DeepSeek-V3 / transformers fine-grained FP8: q = W / s per (b x b) block, s = amax / 448."""
+    out, inn = W.shape
+    so, si = -(-out // b), -(-inn // b)
+    s = torch.empty(so, si)
+    q = torch.empty(out, inn, dtype=torch.float8_e4m3fn)
+    for i in range(so):
+        for j in range(si):
+            blk = W[i * b:(i + 1) * b, j * b:(j + 1) * b]
+            s[i, j] = blk.abs().max() / 448
+            q[i * b:(i + 1) * b, j * b:(j + 1) * b] = (blk / s[i, j]).to(torch.float8_e4m3fn)
+    return q, s
+
+
+@pytest.fixture
+def fp8_file(tmp_path):
+    gen = torch.Generator().manual_seed(3)
+    W1, W2, W3 = (torch.randn(s, generator=gen) for s in ((200, 300), (40, 200), (10, 40)))
+    q1, s1 = _block_fp8(W1)
+    q2 = (W2 / W2.abs().amax(1, keepdim=True) * 448).to(torch.float8_e4m3fn)
+    s2 = (W2.abs().amax(1, keepdim=True) / 448)
+    s3 = W3.abs().max() / 57344
+    q3 = (W3 / s3).to(torch.float8_e5m2)
+    tensors = {"l.0.fc1.weight": q1, "l.0.fc1.weight_scale_inv": s1, "l.0.fc2.weight": q2,
+               "l.0.fc2.weight_scale": s2, "l.0.fc3.weight": q3, "l.0.fc3.weight_scale": s3.reshape(()),
+               "l.0.fc3.input_scale": torch.tensor(1.0)}
+    save_file(tensors, str(tmp_path / "fp8.safetensors"))
+    oracle = {"l.0.fc1.weight": q1.float() * s1.repeat_interleave(128, 0).repeat_interleave(128, 1)[:200, :300],
+              "l.0.fc2.weight": q2.float() * s2, "l.0.fc3.weight": q3.float() * s3}
+    return tmp_path / "fp8.safetensors", oracle
+
+
+def test_fp8_layers_are_dequantised_and_scales_are_not_layers(fp8_file):
+    path, oracle = fp8_file
+    found, skipped = netinit.find_layers(load_checkpoint(path))
+    assert [layer.name for layer in found] == list(oracle)
+    for layer in found:
+        np.testing.assert_allclose(layer.matrix(), oracle[layer.name].numpy(), rtol=1e-6, atol=0)
+    assert [layer.quant.scheme for layer in found] == ["float8_e4m3fn block 128x128", "float8_e4m3fn per channel",
+                                                        "float8_e5m2 per tensor"]
+    assert [layer.dtype for layer in found] == ["float8_e4m3fn", "float8_e4m3fn", "float8_e5m2"]
+    assert {s.reason for s in skipped} == {"FP8 block scale (quantisation parameter, not a weight)",
+                                           "FP8 weight scale (quantisation parameter, not a weight)",
+                                           "FP8 activation scale (quantisation parameter, not a weight)"}
+    table = netinit.analyze(path).layers
+    assert table["layer"].tolist() == list(oracle)
+
+
+def test_rewiring_a_quantised_layer_is_refused(fp8_file, tmp_path):
+    path, _ = fp8_file
+    with pytest.raises(DtypeError, match=r"layer 'l\.0\.fc1\.weight' is quantised \(float8_e4m3fn block 128x128\); "
+                                         r"rewire the full-precision checkpoint and quantise after"):
+        netinit.rewire_checkpoint(path, tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_scale_that_does_not_fit_its_weight(tmp_path):
+    save_file({"fc.weight": torch.zeros(200, 300, dtype=torch.float8_e4m3fn), "fc.weight_scale_inv": torch.ones(3, 3)},
+              str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ShapeError, match=r"bad\.safetensors: scale 'fc\.weight_scale_inv' of shape \(3, 3\) does not fit "
+                                         r"FP8 weight 'fc\.weight' of shape \(200, 300\)"):
+        netinit.find_layers(load_checkpoint(tmp_path / "bad.safetensors"))
+
+
+def test_unsupported_schemes_are_skipped_with_their_name(tmp_path):
+    save_file({"l.q_proj.qweight": torch.zeros(4, 32, dtype=torch.int32), "l.q_proj.qzeros": torch.zeros(1, 4, dtype=torch.int32),
+               "l.q_proj.scales": torch.ones(1, 32, dtype=torch.float16), "l.q_proj.g_idx": torch.zeros(32, dtype=torch.int32),
+               "e.gate_up_proj_blocks": torch.zeros(2, 8, 1, 16, dtype=torch.uint8),
+               "e.gate_up_proj_scales": torch.zeros(2, 8, 1, dtype=torch.uint8),
+               "fc.weight": torch.ones(3, 4)}, str(tmp_path / "q.safetensors"))
+    found, skipped = netinit.find_layers(load_checkpoint(tmp_path / "q.safetensors"))
+    assert [layer.name for layer in found] == ["fc.weight"]
+    reasons = {s.name: s.reason for s in skipped}
+    assert reasons["l.q_proj.qweight"] == "quantised (GPTQ/AWQ int4): not supported"
+    assert reasons["e.gate_up_proj_blocks"] == "quantised (MXFP4): not supported"
+    assert reasons["l.q_proj.scales"] == "GPTQ/AWQ quantisation parameter (quantisation parameter, not a weight)"
+    assert reasons["e.gate_up_proj_scales"] == "MXFP4 scale (quantisation parameter, not a weight)"
