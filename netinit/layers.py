@@ -68,7 +68,16 @@ from netinit import validation
 from netinit.errors import LayerError, NoLayersError, ShapeError
 from netinit.formats.base import Checkpoint, TensorInfo
 from netinit.naming import block_of, expert_of, is_string_sorted, order_key, role_of
-from netinit.quant import FP8_DTYPES, Quantized, companion_reason, dequantize_fp8, fp8_scheme, unsupported_scheme
+from netinit.quant import (
+    FP8_DTYPES,
+    Quantized,
+    companion_reason,
+    dequantize_fp8,
+    dequantize_mxfp4,
+    fp8_scheme,
+    mxfp4_scales,
+    unsupported_scheme,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -194,7 +203,9 @@ class Layer:
         t = cache.get(self.stored_name)
         if t is None:
             t = self.source.load(self.stored_name)
-            if self.quant is not None and self.quant.scale:  # FP8: the reader returns the stored codes
+            if self.quant is not None and self.quant.scheme == "MXFP4":
+                t = dequantize_mxfp4(t, self.source.load(self.quant.scale))
+            elif self.quant is not None and self.quant.scale:  # FP8: the reader returns the stored codes
                 t = dequantize_fp8(t, self.dtype, self.source.load(self.quant.scale), self.quant)
             cache.clear()
             cache[self.stored_name] = t
@@ -378,6 +389,14 @@ def _checkpoint_tensors(ckpt: Checkpoint, infos: list[TensorInfo]) -> list[tuple
     out: list[tuple[TensorInfo, str | None, dict[str, Any]]] = []
     for info in infos:
         hint = ckpt.kind_hint(info.name)
+        mx = mxfp4_scales(info.name, info.shape, info.dtype, by_name)
+        if mx is not None:  # gpt-oss MXFP4 experts: (experts, out, G, 16) codes -> one (out, 32 G) layer each
+            base = info.name[: -len("_blocks")]
+            for e in range(info.shape[0]):
+                sub = TensorInfo(_expert_name(base, e), (info.shape[1], info.shape[2] * 32), "float32")
+                out.append((sub, "linear", {"quant": Quantized("MXFP4", mx, 32), "stored_dtype": "mxfp4",
+                                            "tensor_name": info.name, "index": e, "expert": e}))
+            continue
         why = companion_reason(info.name)
         scheme = None if why else unsupported_scheme(info.name, info.dtype, names)
         if why or scheme:
@@ -498,7 +517,8 @@ def find_layers(
             every.append(info.name)
         if kind is not None and selected:
             stored = extra.get("tensor_name", info.name)
-            place = {"block": block_of(stored), "role": role_of(stored, kind), "expert": expert_of(info.name)}
+            role = role_of(info.name) if stored != info.name else None  # an expert's own name, then its stack's
+            place = {"block": block_of(stored), "role": role or role_of(stored, kind), "expert": expert_of(info.name)}
             fields = {k: v for k, v in extra.items() if k not in ("not_a_layer", "skip", "stored_dtype")}
             found.append(Layer(info.name, kind, info.shape, extra.get("stored_dtype", info.dtype), ckpt,
                                **{**place, **fields}))

@@ -13,8 +13,13 @@ Dequantised here:
   scalar), per output channel (``(out,)`` or ``(out, 1)``), ``W = q * s`` (compressed-tensors,
   FBGEMM). A scale whose shape fits none of these is an error naming both tensors.
 
-Recognised and skipped with the reason ``quantised (SCHEME): not supported``: MXFP4
-(``*_blocks`` with ``*_scales``), GPTQ and AWQ packed int4 (``qweight``, ``qzeros``, ``scales``,
+* **MXFP4** as gpt-oss stores its experts: ``*_blocks`` of shape ``(experts, out, G, 16)``
+  (uint8, two FP4 E2M1 codes a byte, low nibble first) with ``*_scales`` ``(experts, out, G)``
+  (E8M0 exponents, bias 127); expert ``e``'s weight is ``(out, 32 G)``,
+  ``W[o, 32 g + k] = fp4(code) * 2 ** (scale[e, o, g] - 127)``.
+
+Recognised and skipped with the reason ``quantised (SCHEME): not supported``: MXFP4 tensors of
+another shape, GPTQ and AWQ packed int4 (``qweight``, ``qzeros``, ``scales``,
 ``g_idx``), bitsandbytes 4-bit and 8-bit (``weight`` of uint8/int8 with ``absmax``/``SCB``
 companions).
 """
@@ -31,7 +36,11 @@ import numpy as np
 from netinit.errors import ShapeError
 
 __all__ = ["Quantized", "FP8_DTYPES", "fp8_to_float32", "fp8_scheme", "companion_reason", "unsupported_scheme",
-           "dequantize_fp8"]
+           "dequantize_fp8", "dequantize_mxfp4", "mxfp4_scales", "FP4_E2M1"]
+
+#: the 16 values of an FP4 E2M1 code (sign bit 3)
+FP4_E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0],
+                    dtype=np.float32)
 
 FP8_DTYPES = ("float8_e4m3fn", "float8_e5m2")
 
@@ -140,3 +149,22 @@ def dequantize_fp8(bits: np.ndarray, dtype: str, scale: np.ndarray, q: Quantized
     else:
         M = M * s.reshape(-1, 1)
     return M.reshape(shape).astype(np.float32, copy=False)
+
+
+def mxfp4_scales(name: str, shape: tuple[int, ...], dtype: str, infos: Mapping[str, Any]) -> str | None:
+    """The scale tensor of MXFP4 blocks ``name`` when the pair has gpt-oss's layout, else None."""
+    if not name.endswith("_blocks") or dtype != "uint8" or len(shape) != 4 or shape[-1] != 16:
+        return None
+    scales = name[: -len("_blocks")] + "_scales"
+    info = infos.get(scales)
+    return scales if info is not None and tuple(info.shape) == tuple(shape[:-1]) else None
+
+
+def dequantize_mxfp4(blocks: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """MXFP4 ``blocks`` ``(..., G, 16)`` and E8M0 ``scales`` ``(..., G)`` as float32 ``(..., 32 G)``."""
+    blocks = np.asarray(blocks, dtype=np.uint8)
+    out = np.empty(blocks.shape[:-1] + (32,), dtype=np.float32)
+    out[..., 0::2] = FP4_E2M1[blocks & 0x0F]
+    out[..., 1::2] = FP4_E2M1[blocks >> 4]
+    out = np.ldexp(out, np.asarray(scales, dtype=np.int32)[..., None] - 127).astype(np.float32, copy=False)
+    return out.reshape(blocks.shape[:-2] + (blocks.shape[-2] * 32,))

@@ -111,7 +111,7 @@ def test_unsupported_schemes_are_skipped_with_their_name(tmp_path):
     save_file({"l.q_proj.qweight": torch.zeros(4, 32, dtype=torch.int32), "l.q_proj.qzeros": torch.zeros(1, 4, dtype=torch.int32),
                "l.q_proj.scales": torch.ones(1, 32, dtype=torch.float16), "l.q_proj.g_idx": torch.zeros(32, dtype=torch.int32),
                "e.gate_up_proj_blocks": torch.zeros(2, 8, 1, 16, dtype=torch.uint8),
-               "e.gate_up_proj_scales": torch.zeros(2, 8, 1, dtype=torch.uint8),
+               "e.gate_up_proj_scales": torch.zeros(2, 8, dtype=torch.uint8),  # not gpt-oss's layout
                "fc.weight": torch.ones(3, 4)}, str(tmp_path / "q.safetensors"))
     found, skipped = netinit.find_layers(load_checkpoint(tmp_path / "q.safetensors"))
     assert [layer.name for layer in found] == ["fc.weight"]
@@ -120,3 +120,21 @@ def test_unsupported_schemes_are_skipped_with_their_name(tmp_path):
     assert reasons["e.gate_up_proj_blocks"] == "quantised (MXFP4): not supported"
     assert reasons["l.q_proj.scales"] == "GPTQ/AWQ quantisation parameter (quantisation parameter, not a weight)"
     assert reasons["e.gate_up_proj_scales"] == "MXFP4 scale (quantisation parameter, not a weight)"
+
+
+def test_mxfp4_experts_match_transformers_dequantisation(tmp_path):
+    """gpt-oss's MXFP4 experts: each expert's (out, in) matrix is what transformers' own conversion
+    gives (transposed back from its (in, out) forward layout)."""
+    mxfp4 = pytest.importorskip("transformers.integrations.mxfp4")
+    gen = torch.Generator().manual_seed(5)
+    blocks = torch.randint(0, 256, (3, 8, 2, 16), generator=gen, dtype=torch.int32).to(torch.uint8)
+    scales = torch.randint(120, 134, (3, 8, 2), generator=gen, dtype=torch.int32).to(torch.uint8)
+    save_file({"model.layers.0.mlp.experts.gate_up_proj_blocks": blocks,
+               "model.layers.0.mlp.experts.gate_up_proj_scales": scales}, str(tmp_path / "mx.safetensors"))
+    found, skipped = netinit.find_layers(load_checkpoint(tmp_path / "mx.safetensors"))
+    assert [(la.name, la.expert, la.role, la.matrix_shape) for la in found] == [
+        (f"model.layers.0.mlp.experts.{e}.gate_up_proj", e, "mlp_gate_up", (8, 64)) for e in range(3)]
+    assert [s.reason for s in skipped] == ["MXFP4 scale (quantisation parameter, not a weight)"]
+    ref = mxfp4.convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)  # (experts, in, out)
+    for la in found:
+        np.testing.assert_array_equal(la.matrix(), ref[la.index].T.numpy())
