@@ -82,7 +82,7 @@ from netinit.quant import (
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Layer", "Skipped", "find_layers", "weight_modules", "classify", "LayerSelection", "DEFAULT_TRANSPOSED"]
+__all__ = ["Layer", "Skipped", "Coverage", "coverage", "find_layers", "weight_modules", "classify", "LayerSelection", "DEFAULT_TRANSPOSED"]
 
 #: What ``layers=`` accepts everywhere: None, a regular expression, or a list of names.
 LayerSelection = Union[None, str, Sequence[str]]
@@ -602,3 +602,44 @@ def weight_modules(model: Any, layers: LayerSelection = None) -> dict[str, Any]:
     if layers is not None and not isinstance(layers, str) and other:
         raise LayerError(f"layers: {'; '.join(other)}")
     return out
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of a checkpoint the layers cover (:func:`coverage`)."""
+
+    layers: int
+    tensors: int
+    tensors_total: int
+    parameters: int
+    parameters_total: int
+    skipped_by_reason: dict[str, int]
+
+    @property
+    def share(self) -> float:
+        """Share of the parameters in the analysed layers (0 to 1)."""
+        return self.parameters / self.parameters_total if self.parameters_total else 0.0
+
+    def text(self) -> str:
+        """One line: ``analysed 154 layers in 154 of 201 tensors (97.3% of the parameters); skipped: ...``."""
+        skipped = ", ".join(f"{n} {reason}" for reason, n in self.skipped_by_reason.items())
+        return (f"analysed {self.layers} layer{'s' * (self.layers != 1)} in {self.tensors} of {self.tensors_total} "
+                f"tensors ({100 * self.share:.1f}% of the parameters)" + (f"; skipped: {skipped}" if skipped else ""))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"layers": self.layers, "tensors": self.tensors, "tensors_total": self.tensors_total,
+                "parameters": self.parameters, "parameters_total": self.parameters_total,
+                "parameter_share": self.share, "skipped_by_reason": dict(self.skipped_by_reason)}
+
+
+def coverage(found: Sequence[Layer], skipped: Sequence[Skipped]) -> Coverage:
+    """What :func:`find_layers` covered: layers, the tensors holding them (a stack of experts is one
+    tensor, several layers), parameters, and the skipped tensors counted by reason (most first)."""
+    tensors = {layer.stored_name for layer in found}
+    params = sum(_prod(layer.shape) for layer in found)
+    skipped_params = sum(_prod(s.shape) for s in skipped)
+    counts: dict[str, int] = {}
+    for s in skipped:
+        counts[s.reason] = counts.get(s.reason, 0) + 1
+    by_reason = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return Coverage(len(found), len(tensors), len(tensors) + len(skipped), params, params + skipped_params, by_reason)

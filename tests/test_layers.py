@@ -298,3 +298,15 @@ def test_gguf_layers_blocks_roles_and_stacked_experts(tmp_path):
     assert found[1].quant.scheme == "GGUF Q8_0" and found[0].quant is None
     for e in range(3):
         np.testing.assert_array_equal(found[2 + e].matrix(), stack[e])
+
+
+def test_coverage_counts_layers_tensors_parameters_and_reasons(tmp_path):
+    save_file({"fc1.weight": torch.ones(4, 3), "fc1.bias": torch.ones(4), "fc2.weight": torch.ones(2, 4),
+               "fc2.bias": torch.ones(2), "bn.running_mean": torch.ones(4)}, str(tmp_path / "c.safetensors"))
+    from netinit.layers import coverage
+
+    c = coverage(*find_layers(load_checkpoint(tmp_path / "c.safetensors")))
+    assert (c.layers, c.tensors, c.tensors_total, c.parameters, c.parameters_total) == (2, 2, 5, 20, 30)
+    assert c.text() == ("analysed 2 layers in 2 of 5 tensors (66.7% of the parameters); skipped: 2 bias, "
+                        "1 buffer (running statistics, masks, ids)")
+    assert c.as_dict()["parameter_share"] == pytest.approx(2 / 3)
