@@ -21,7 +21,7 @@ Sustainable Neural Networks", arXiv:2109.09612 (2021).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 
@@ -92,7 +92,7 @@ class Decorrelation:
     def __init__(
         self,
         model: Any,
-        kind: str = "decov",
+        kind: Literal["decov", "activation_correlation", "weight_correlation", "orthogonality"] = "decov",
         schedule: str | Schedule = "first_epochs",
         epochs: float = 3,
         coef: float = 0.1,

@@ -44,7 +44,7 @@ P.-O. Loewdin, "On the non-orthogonality problem", Adv. Quantum Chem. 5 (1970).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Literal, Mapping, Union
 
 import numpy as np
 
@@ -66,6 +66,8 @@ METHODS = ("symmetric", "greedy", "backprop")
 _OBJECTIVES = ("mean_sq", "logdet")
 
 BaseLike = Union[str, Callable[..., Any]]
+#: ``method=`` of :func:`decorrelate` and :func:`decorrelated_`
+Method = Literal["symmetric", "greedy", "backprop"]
 
 
 def _stats(M, xp, centre: bool) -> dict[str, float]:
@@ -78,12 +80,12 @@ def _stats(M, xp, centre: bool) -> dict[str, float]:
 def decorrelate(
     W: Any,
     *,
-    method: str = "symmetric",
+    method: Method = "symmetric",
     centre: bool = True,
     steps: int = 100,
     lr: float = 0.5,
-    objective: str = "mean_sq",
-    overcomplete: str = "blocks",
+    objective: Literal["mean_sq", "logdet"] = "mean_sq",
+    overcomplete: Literal["blocks", "frame"] = "blocks",
 ) -> tuple[Any, dict[str, Any]]:
     r"""Decorrelate the rows of a weight, keeping each row's mean and norm.
 
@@ -241,7 +243,7 @@ def decorrelated_(
     base: BaseLike = "kaiming_uniform",
     *,
     generator: Any = None,
-    method: str = "symmetric",
+    method: Method = "symmetric",
     base_kwargs: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> Any:
