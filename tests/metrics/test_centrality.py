@@ -247,3 +247,70 @@ def test_bad_arguments():
         neuron_centrality(np.ones(4))
     with pytest.raises(ShapeError, match="non-empty"):
         neuron_centrality(np.ones((0, 4)))
+
+
+# -- the dense path of complete layers ---------------------------------------------------------
+
+def _both_paths(W, monkeypatch, **kw):
+    import netinit.metrics.centrality as cm
+
+    monkeypatch.setattr(cm, "DENSE_MIN_NODES", float("inf"))
+    old = neuron_centrality(W, **kw)
+    monkeypatch.setattr(cm, "DENSE_MIN_NODES", 0)
+    return old, neuron_centrality(W, **kw)
+
+
+@pytest.mark.parametrize(("shape", "k", "seed"), [((7, 9), 5, 0), ((30, 20), 12, 1), ((200, 150), 16, 2),
+                                                    ((150, 200), 16, 3)])
+def test_dense_path_equals_igraph(shape, k, seed, monkeypatch):
+    import netinit.metrics.centrality as cm
+
+    calls, real = [], cm._Dense
+
+    class Spy(real):
+        def __init__(self, W):
+            calls.append(W.shape)
+            super().__init__(W)
+
+    monkeypatch.setattr(cm, "_Dense", Spy)
+    W = np.random.default_rng(seed).normal(size=shape)
+    old, new = _both_paths(W, monkeypatch, method="sampled", k=k, rng=seed)
+    assert calls == [shape]  # the dense path ran (once)
+    # path centralities: the same sums in the same order, bit for bit
+    np.testing.assert_array_equal(new[["betweenness", "closeness"]], old[["betweenness", "closeness"]])
+    np.testing.assert_allclose(new["eigenvector"], old["eigenvector"], rtol=1e-10)
+    np.testing.assert_allclose(new["pagerank"], old["pagerank"], rtol=1e-9)
+    assert (new["centrality_method"] == f"sampled(k={k})").all()
+
+
+def test_dense_path_against_networkx(monkeypatch):
+    import netinit.metrics.centrality as cm
+
+    W = np.random.default_rng(5).normal(size=(12, 16)).astype(np.float32)
+    monkeypatch.setattr(cm, "DENSE_MIN_NODES", 0)
+    a = neuron_centrality(W, method="sampled", k=10, rng=4)
+    b = neuron_centrality(W, method="sampled", k=10, rng=4, backend="networkx")
+    np.testing.assert_allclose(a[COLS].to_numpy(), b[COLS].to_numpy(), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("W", [np.ones((30, 40)), np.tile([1.0, -2.0, 0.5, 1.0], (25, 10))])
+def test_dense_path_hands_ties_to_igraph(W, monkeypatch):
+    import netinit.metrics.centrality as cm
+
+    assert cm._dense_centralities(W, np.arange(0, 60, 7)) is None  # equal paths: not a tree
+    old, new = _both_paths(W, monkeypatch, method="sampled", k=9, rng=0)
+    np.testing.assert_array_equal(new[COLS], old[COLS])
+
+
+def test_dense_path_memory(monkeypatch):
+    import tracemalloc
+
+    import netinit.metrics.centrality as cm
+
+    W = np.random.default_rng(6).normal(size=(700, 600)).astype(np.float32)
+    monkeypatch.setattr(cm, "DENSE_MIN_NODES", 0)
+    tracemalloc.start()
+    neuron_centrality(W, method="sampled", k=8, rng=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak <= 4 * W.nbytes
