@@ -435,3 +435,17 @@ def test_analyze_null_network_trajectory_errors(tmp_path, capsys):
     assert main(["analyze", str(empty), "-o", out]) == 1
     assert "empty: not a checkpoint (is a folder" in _err_line(capsys)
     assert not Path(out).exists()
+
+
+def test_readme_documents_the_null_network_and_trajectory_options_and_columns():
+    readme = (EXAMPLES.parents[1] / "README.md").read_text()
+    section = readme.split("### Null models, network measures and trajectories", 1)[1].split("\n## ", 1)[0]
+    for option in ("--null K", "--null-model", "--network", "--steps"):
+        assert option in readme.split("## Command line", 1)[1].split("\n## ", 1)[0], option
+    from netinit.metrics import SUMMARY_STATS
+
+    for col in ("null_model", "null_shuffles", "s_null_mean", "s_null_sd", "s_z", "strength_correlation_z",
+                "neural_persistence_normalized", "persistence_w_max", "modularity", "n_communities",
+                "network_skipped", "community", "subgraph_centrality_log", "checkpoint", "step",
+                "trajectories.png", "null_zscores.png", *SUMMARY_STATS[:10]):
+        assert f"{col}" in section, col

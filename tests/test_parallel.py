@@ -115,11 +115,11 @@ def test_bad_options_refused_before_any_cluster(checkpoint):
 def test_cli_workers_writes_the_same_layers_csv(checkpoint, cluster, tmp_path, capsys):
     from netinit.cli import main
 
-    assert main(["analyze", str(checkpoint), "-o", str(tmp_path / "serial"), "--no-plots", "-q",
-                 "--centrality", "sampled", "-k", "6"]) == 0
-    assert main(["analyze", str(checkpoint), "-o", str(tmp_path / "par"), "--no-plots", "-q",
-                 "--centrality", "sampled", "-k", "6", "--workers", "2",
-                 "--scheduler", cluster.scheduler_address]) == 0
+    opts = ["--centrality", "sampled", "-k", "6", "--null", "4", "--null-model", "rows", "--network"]
+    assert main(["analyze", str(checkpoint), "-o", str(tmp_path / "serial"), "--no-plots", "-q", *opts]) == 0
+    assert main(["analyze", str(checkpoint), "-o", str(tmp_path / "par"), "--no-plots", "-q", *opts,
+                 "--workers", "2", "--scheduler", cluster.scheduler_address]) == 0
+    assert "corr_in_mean_abs_z" in (tmp_path / "par" / "layers.csv").read_text()
     for name in ("layers.csv", "neurons.csv", "chains.csv", "skipped.csv"):
         assert (tmp_path / "par" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes(), name
     with pytest.raises(SystemExit, match=r"cannot be combined with --data, --embeddings"):
