@@ -361,8 +361,11 @@ def test_analyze_null_and_network_columns(tmp_path, capsys):
     assert (out / "null_zscores.png").read_bytes()[:4] == b"\x89PNG"
     html = (out / "report.html").read_text()
     assert "null_zscores.png" in html and "Network measures on |w|" in html
-    options = json.loads((out / "summary.json").read_text())["options"]
+    summary = json.loads((out / "summary.json").read_text())
+    options = summary["options"]
     assert options["null"] == 6 and options["null_model"] == "columns" and options["network"] is True
+    assert {"corr_in_mean_abs_z", "neural_persistence_normalized", "modularity"} <= set(summary["layers"][0])
+    assert "strength_correlation_z" in summary["chains"][0]
 
 
 def _steps_folder(tmp_path):

@@ -128,3 +128,20 @@ def test_cli_workers_writes_the_same_layers_csv(checkpoint, cluster, tmp_path, c
     with pytest.raises(SystemExit):
         main(["analyze", str(checkpoint), "-o", str(tmp_path / "x"), "--workers", "0"])
     assert "expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_cli_trajectory_with_workers_writes_the_serial_tables(checkpoint, cluster, tmp_path):
+    """Several checkpoints with --scheduler: each is analysed by the workers, the stacked tables
+    are the serial ones byte for byte."""
+    import shutil
+
+    from netinit.cli import main
+
+    for step in (0, 10):
+        shutil.copy(checkpoint, tmp_path / f"step_{step}.safetensors")
+    given = [str(tmp_path / "step_*.safetensors"), "--no-plots", "-q", "--null", "3"]
+    assert main(["analyze", *given, "-o", str(tmp_path / "serial")]) == 0
+    assert main(["analyze", *given, "-o", str(tmp_path / "par"), "--scheduler", cluster.scheduler_address]) == 0
+    for name in ("layers.csv", "neurons.csv", "chains.csv", "skipped.csv"):
+        assert (tmp_path / "par" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes(), name
+    assert pd.read_csv(tmp_path / "par" / "layers.csv")["step"].unique().tolist() == [0, 10]
