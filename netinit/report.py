@@ -197,6 +197,17 @@ def _zscore_figure(layers: pd.DataFrame, path: Path, title: str) -> Path | None:
     return path
 
 
+_NULL_SUFFIXES = ("_null_observed", "_null_mean", "_null_sd", "_z")
+_LATER = {"null_model", "null_shuffles", "null_corr_rows", "null_corr_cols", "weight_transform",
+          "distance_transform", "clustering_definition", "persistence_w_max", "leiden_resolution",
+          *_NETWORK_COLUMNS}
+
+
+def _in_later_section(column: str) -> bool:
+    """A layer column shown in the null-model or network section, not in the main table."""
+    return column in _LATER or column.endswith(_NULL_SUFFIXES)
+
+
 def _null_title(options: dict[str, Any]) -> str:
     return (f"z-scores against {options.get('null')} shuffled copies "
             f"({options.get('null_model')} model; empty: a null without spread, e.g. a statistic the model keeps)")
@@ -276,7 +287,10 @@ def _html(result: Analysis, figures: list[Path], files: list[str]) -> str:
             f"({top_var['in_strength_var']:.4g}); the most correlated incoming weight vectors are in "
             f"<b>{e(str(most['layer']))}</b> (mean |r| = {most['corr_in_mean_abs']:.3f}, "
             f"max |r| = {most['corr_in_max_abs']:.3f}).</p>")
-    parts.append("<h2>Layers</h2>" + table_html(L))
+    own = [c for c in L.columns if not _in_later_section(c)]
+    parts.append("<h2>Layers</h2>" + table_html(L[own])
+                 + ("<p class='note'>The null-model and network columns are in their sections below and in "
+                    "layers.csv.</p>" if len(own) < len(L.columns) else ""))
     names = {p.name for p in figures}
     for fname, title in (("strength_variance.png", "Strength variance"),
                          ("strength_distributions.png", "Strength distributions"),
