@@ -51,7 +51,8 @@ backends agree to rounding, with the same sources for the same ``rng``. For a gi
 betweenness, closeness and eigenvector are bitwise reproducible; PageRank only to rounding
 (PRPACK's sums are not ordered).
 
-**Dense layers.** A layer without zero weights (a complete bipartite graph) of more than
+**Dense layers.** A mostly dense layer (every neuron linked to more than half of the other
+side, hence connected; a complete bipartite graph when no weight is zero) of more than
 :data:`DENSE_MIN_NODES` nodes, sampled, with the igraph backend, takes a matrix-native path
 (:class:`_Dense`): Dijkstra's order kept in rounds that settle every node within the shortest
 edge of the smallest tentative distance, each round relaxing its nodes' rows of ``1/|w|`` as
@@ -300,8 +301,8 @@ def _eigenvector(impl, layer: _Layer, labels: np.ndarray) -> np.ndarray:
     return out / out.max()
 
 
-#: A layer without zero weights (a complete bipartite graph) and more nodes than this takes the
-#: dense path (:class:`_Dense`) with the igraph backend and sampled sources.
+#: A mostly dense layer (every neuron linked to more than half the other side) of more nodes than
+#: this takes the dense path (:class:`_Dense`) with the igraph backend and sampled sources.
 DENSE_MIN_NODES = EXACT_MAX_NODES
 _CHUNK = 64  # settled nodes relaxed per dense block
 _TIE = 1e-9  # relative gap under which two path lengths count as a tie (igraph's is 1e-10)
@@ -312,7 +313,8 @@ class _Tie(Exception):
 
 
 class _Dense:
-    """Shortest paths of a complete layer (no zero weight) by dense, vectorised relaxations.
+    """Shortest paths of a mostly dense layer by dense, vectorised relaxations (a zero weight is
+    an edge of infinite length, i.e. none).
 
     Dijkstra's order is kept in rounds: with ``mu`` the smallest tentative distance and
     ``l_min = 1 / max|w|`` the shortest edge, every unsettled node whose tentative distance is
@@ -322,8 +324,8 @@ class _Dense:
     distances. A layer of Gaussian-like weights takes 10 to 30 rounds.
 
     Shortest paths must be unique (ties have probability 0 for continuous weights): a node
-    reached by two paths whose lengths differ by less than :data:`_TIE` (relative) raises
-    :class:`_Tie`, and the caller uses igraph instead. With unique paths the shortest-path DAG
+    whose shortest path has a rival within :data:`_TIE` (relative; igraph's own tolerance is
+    1e-10) raises :class:`_Tie`, and the caller uses igraph instead. With unique paths the shortest-path DAG
     from ``s`` is a tree, ``sigma = 1`` and Brandes' dependency ``delta_s(v)`` is the number of
     descendants of ``v``. ``betweenness_raw`` and ``distances`` have the meaning of the igraph
     backend's, from one pass per source. Memory: a transposed copy of ``W`` and float64 blocks of
@@ -338,27 +340,33 @@ class _Dense:
         self._done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _relax(self, M: np.ndarray, rows: np.ndarray, d_rows: np.ndarray, key: np.ndarray,
-               pred: np.ndarray, open_: np.ndarray, offset: int) -> None:
-        """Relax the edges from the settled nodes ``rows`` (rows of ``M``) to the open targets."""
+               pred: np.ndarray, tie: np.ndarray, open_: np.ndarray, offset: int) -> None:
+        """Relax the edges from the settled nodes ``rows`` (rows of ``M``) to the open targets;
+        ``tie`` marks targets whose current best length has a rival within :data:`_TIE`."""
         targets = np.flatnonzero(open_)
         if len(targets) == 0:
             return
         subset = len(targets) < M.shape[1]
+        cols = np.arange(len(targets))
         for a in range(0, len(rows), _CHUNK):
             r = rows[a:a + _CHUNK]
             T = np.abs(M[r][:, targets] if subset else M[r], dtype=np.float64)
-            np.divide(1.0, T, out=T)
+            with np.errstate(divide="ignore"):  # a zero weight: no edge, an infinite length
+                np.divide(1.0, T, out=T)
             T += d_rows[a:a + _CHUNK, None]
             best = T.argmin(axis=0)
-            cand = T[best, np.arange(len(targets))]
-            if len(r) > 1 and (np.count_nonzero(T <= cand * (1.0 + _TIE), axis=0) > 1).any():
-                raise _Tie
+            cand = T[best, cols]
+            rival = np.count_nonzero(T <= cand * (1.0 + _TIE), axis=0) > 1 if len(r) > 1 else False
             old = key[targets]
-            if (np.abs(cand - old) <= _TIE * old)[np.isfinite(old)].any():
-                raise _Tie
-            better = cand < old
+            better = cand < old * (1.0 - _TIE)
+            near = ~better & (cand <= old * (1.0 + _TIE))  # never for old = inf
             key[targets[better]] = cand[better]
             pred[targets[better]] = r[best[better]] + offset
+            tie[targets[better]] = rival[better] if len(r) > 1 else False
+            tie[targets[near]] = True
+            lower = near & (cand < old)
+            key[targets[lower]] = cand[lower]
+            pred[targets[lower]] = r[best[lower]] + offset
 
     def _source(self, s: int) -> tuple[np.ndarray, np.ndarray]:
         """Distances from ``s`` and the descendants of every node in its shortest-path tree."""
@@ -367,6 +375,7 @@ class _Dense:
         n, n_in = self.n, self.n_in
         key = np.full(n, np.inf)
         pred = np.full(n, -1, dtype=np.int64)
+        tie = np.zeros(n, dtype=bool)
         settled = np.zeros(n, dtype=bool)
         key[s] = 0.0
         order = []
@@ -380,9 +389,12 @@ class _Dense:
             order.append(batch)
             ins, outs = batch[batch < n_in], batch[batch >= n_in]
             if len(ins):  # inputs j relax outputs: rows of A^T
-                self._relax(self.AT, ins, key[ins], key[n_in:], pred[n_in:], ~settled[n_in:], 0)
+                self._relax(self.AT, ins, key[ins], key[n_in:], pred[n_in:], tie[n_in:], ~settled[n_in:], 0)
             if len(outs):  # outputs i relax inputs: rows of A
-                self._relax(self.A, outs - n_in, key[outs], key[:n_in], pred[:n_in], ~settled[:n_in], n_in)
+                self._relax(self.A, outs - n_in, key[outs], key[:n_in], pred[:n_in], tie[:n_in],
+                            ~settled[:n_in], n_in)
+        if tie.any():
+            raise _Tie
         seq = np.concatenate(order)
         seq = seq[np.argsort(key[seq], kind="stable")][::-1].tolist()
         desc = [0.0] * n
@@ -403,8 +415,17 @@ class _Dense:
         return np.stack([self._source(int(s))[0] for s in sources])
 
 
+def _mostly_dense(W: np.ndarray) -> bool:
+    """Every output has non-zero weights to more than half the inputs and every input to more
+    than half the outputs: then any two neurons on a side share a neighbour, so the layer is
+    connected, and its matrix is the natural store of its edges."""
+    n_out, n_in = W.shape
+    return (2 * int(np.count_nonzero(W, axis=1).min()) > n_in
+            and 2 * int(np.count_nonzero(W, axis=0).min()) > n_out)
+
+
 def _dense_pagerank(A: np.ndarray) -> np.ndarray:
-    """PageRank of the undirected complete layer with weights ``A = |W|`` (no isolated node).
+    """PageRank of the undirected layer with weights ``A = |W|`` (no isolated node).
 
     With strengths ``s_in = A^T 1``, ``s_out = A 1`` and ``c = (1 - alpha)/n``, the outputs'
     ranks are ``x_out = c + alpha A (x_in / s_in)`` and the inputs' solve the ``n_in`` system
@@ -430,8 +451,8 @@ def _dense_pagerank(A: np.ndarray) -> np.ndarray:
 
 
 def _dense_centralities(W: np.ndarray, sources: np.ndarray):
-    """Betweenness, closeness, eigenvector and PageRank of a complete layer (no zero weight), or
-    None when two shortest paths tie (:class:`_Dense`)."""
+    """Betweenness, closeness, eigenvector and PageRank of a connected, mostly dense layer
+    (:func:`_mostly_dense`), or None when two shortest paths tie (:class:`_Dense`)."""
     dense = _Dense(W)
     try:
         bw, close, _ = _path_centralities(dense, np.zeros(dense.n, dtype=np.int64), sources)
@@ -521,7 +542,7 @@ def neuron_centrality(
         sources = np.sort(as_generator(rng).choice(n, size=int(k), replace=False))
         label = f"sampled(k={int(k)})"
     dense = None
-    if backend == "igraph" and sources is not None and n > DENSE_MIN_NODES and np.all(graph.W):
+    if backend == "igraph" and sources is not None and n > DENSE_MIN_NODES and _mostly_dense(graph.W):
         dense = _dense_centralities(graph.W, sources)
     if dense is not None:
         bw, close, eig, pr = dense

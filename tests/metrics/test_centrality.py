@@ -260,9 +260,10 @@ def _both_paths(W, monkeypatch, **kw):
     return old, neuron_centrality(W, **kw)
 
 
-@pytest.mark.parametrize(("shape", "k", "seed"), [((7, 9), 5, 0), ((30, 20), 12, 1), ((200, 150), 16, 2),
-                                                    ((150, 200), 16, 3)])
-def test_dense_path_equals_igraph(shape, k, seed, monkeypatch):
+@pytest.mark.parametrize(("shape", "k", "seed", "prune"), [((7, 9), 5, 0, 0.0), ((30, 20), 12, 1, 0.0),
+                                                            ((200, 150), 16, 2, 0.0), ((150, 200), 16, 3, 0.0),
+                                                            ((120, 90), 16, 4, 0.3)])
+def test_dense_path_equals_igraph(shape, k, seed, prune, monkeypatch):
     import netinit.metrics.centrality as cm
 
     calls, real = [], cm._Dense
@@ -273,7 +274,9 @@ def test_dense_path_equals_igraph(shape, k, seed, monkeypatch):
             super().__init__(W)
 
     monkeypatch.setattr(cm, "_Dense", Spy)
-    W = np.random.default_rng(seed).normal(size=shape)
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=shape)
+    W[rng.random(shape) < prune] = 0.0  # pruned weights: missing edges
     old, new = _both_paths(W, monkeypatch, method="sampled", k=k, rng=seed)
     assert calls == [shape]  # the dense path ran (once)
     # path centralities: the same sums in the same order, bit for bit
@@ -300,6 +303,16 @@ def test_dense_path_hands_ties_to_igraph(W, monkeypatch):
     assert cm._dense_centralities(W, np.arange(0, 60, 7)) is None  # equal paths: not a tree
     old, new = _both_paths(W, monkeypatch, method="sampled", k=9, rng=0)
     np.testing.assert_array_equal(new[COLS], old[COLS])
+
+
+def test_sparse_layers_keep_the_igraph_path(monkeypatch):
+    import netinit.metrics.centrality as cm
+
+    W = random_layer(0, shape=(40, 30), prune=0.3)  # isolated neurons: not mostly dense
+    assert not cm._mostly_dense(W)
+    monkeypatch.setattr(cm, "_Dense", None)  # would fail if called
+    monkeypatch.setattr(cm, "DENSE_MIN_NODES", 0)
+    assert len(neuron_centrality(W, method="sampled", k=8, rng=0)) == 70
 
 
 def test_dense_path_memory(monkeypatch):
