@@ -18,7 +18,8 @@ of the same weights (:func:`netinit.metrics.null_summary`: ``<stat>_null_mean``,
 :func:`netinit.metrics.network_measures` on ``|w|``; neural persistence is normalised by the
 largest ``|w|`` over the analysed layers (:func:`largest_abs_weight`, a first pass over the
 layers), and clustering, harmonic and current-flow closeness are skipped, with the reason in
-``network_skipped``, on layers with more than :data:`NETWORK_MAX_SIDE` neurons on a side.
+``network_skipped``, on layers with more than :data:`NETWORK_MAX_SIDE` neurons on a side, and
+Leiden and subgraph centrality on layers of more than :data:`NETWORK_MAX_WEIGHTS` weights.
 
 Randomness: each layer's draws come from ``layer_generator(seed, name)``; the sampled
 centralities draw from it directly (as before), while the null model and Leiden use its two
@@ -41,7 +42,8 @@ from netinit.formats import Checkpoint, load_checkpoint
 from netinit.layers import Layer, LayerSelection, find_layers
 
 __all__ = ["Analysis", "analyze", "LayerResult", "plan_analysis", "analyze_layer", "assemble_analysis",
-           "largest_abs_weight", "check_null", "recorded_options", "NETWORK_MAX_SIDE", "NETWORK_SLOW"]
+           "largest_abs_weight", "check_null", "recorded_options", "NETWORK_MAX_SIDE", "NETWORK_SLOW",
+           "NETWORK_MAX_WEIGHTS", "NETWORK_LARGE"]
 
 _CHAIN_KINDS = ("linear", "attention")
 #: Above this many neurons on a side, ``network=True`` skips the measures of :data:`NETWORK_SLOW`
@@ -50,6 +52,13 @@ _CHAIN_KINDS = ("linear", "attention")
 NETWORK_MAX_SIDE = 2048
 #: The network measures skipped on layers wider than :data:`NETWORK_MAX_SIDE`.
 NETWORK_SLOW = ("clustering", "harmonic", "current_flow")
+#: Above this many weights (a 2048x2048 layer), ``network=True`` skips :data:`NETWORK_LARGE`
+#: (measured on 2 loaded cores: Leiden takes 22 s and 0.7 GB on 2048x2048, 270 s and 2.4 GB on
+#: 4096x4096; the SVD of subgraph centrality 11 s and 68 s). Neural persistence (12 s on
+#: 4096x4096) always runs.
+NETWORK_MAX_WEIGHTS = 2048 * 2048
+#: The network measures skipped on layers of more than :data:`NETWORK_MAX_WEIGHTS` weights.
+NETWORK_LARGE = ("subgraph", "communities")
 _NULL_MODELS = ("matrix", "rows", "columns")
 _CENTRALITY = (None, "auto", "exact", "sampled")
 #: ``centrality=`` of :func:`analyze`
@@ -177,7 +186,8 @@ def analyze(
         ``current_flow_closeness``, ``subgraph_centrality``, ``subgraph_centrality_log``,
         ``community``). Persistence is normalised by the largest ``|w|`` over the analysed
         layers; layers wider than :data:`NETWORK_MAX_SIDE` on a side skip
-        :data:`NETWORK_SLOW` (``network_skipped`` says so).
+        :data:`NETWORK_SLOW`, layers of more than :data:`NETWORK_MAX_WEIGHTS` weights skip
+        :data:`NETWORK_LARGE` (``network_skipped`` says so).
     progress : callable, optional
         Wraps the iteration over layers (e.g. ``tqdm``).
 
@@ -226,7 +236,8 @@ def recorded_options(null: int | None, null_model: str, w_max: float | None) -> 
     if null is not None:
         out.update(null=int(null), null_model=null_model)
     if w_max is not None:
-        out.update(network=True, network_max_side=NETWORK_MAX_SIDE, persistence_w_max=float(w_max))
+        out.update(network=True, network_max_side=NETWORK_MAX_SIDE, network_max_weights=NETWORK_MAX_WEIGHTS,
+                   persistence_w_max=float(w_max))
     return out
 
 
@@ -402,13 +413,18 @@ def _add_network(W: np.ndarray, layer: Layer, row: dict[str, Any], nt: pd.DataFr
     """Network measures of ``W`` into ``row`` (in place) and the neuron table (returned)."""
     from netinit.metrics import MEASURES, network_measures
 
-    side = max(layer.n_out, layer.n_in)
-    wide = side > NETWORK_MAX_SIDE
-    measures = [m for m in MEASURES if not (wide and m in NETWORK_SLOW)]
+    side, size = max(layer.n_out, layer.n_in), layer.n_out * layer.n_in
+    skip, why = set(), []
+    if side > NETWORK_MAX_SIDE:
+        skip.update(NETWORK_SLOW)
+        why.append(f"{', '.join(NETWORK_SLOW)}: {side} neurons on a side > {NETWORK_MAX_SIDE}")
+    if size > NETWORK_MAX_WEIGHTS:
+        skip.update(NETWORK_LARGE)
+        why.append(f"{', '.join(NETWORK_LARGE)}: {size} weights > {NETWORK_MAX_WEIGHTS}")
+    measures = [m for m in MEASURES if m not in skip]
     net_row, net = network_measures(W, layer=layer.name, measures=measures, w_max=w_max, rng=rng)
     row.update({key: v for key, v in net_row.items() if key not in ("layer", "n_out", "n_in")})
-    row["network_skipped"] = (f"{', '.join(NETWORK_SLOW)}: {side} neurons on a side > {NETWORK_MAX_SIDE}"
-                              if wide else "")
+    row["network_skipped"] = "; ".join(why)
     return nt.merge(net.drop(columns=["node"]), on=["layer", "side", "neuron"], how="left", validate="1:1")
 
 
@@ -484,12 +500,17 @@ def assemble_analysis(
     first = ["layer", "kind", "block", "role", "expert", "shape", "dtype"]
     layers_df = layers_df[first + [c for c in layers_df.columns if c not in first]]
     layers_df = layers_df.astype({"block": "Int64", "expert": "Int64"})
+    if "n_communities" in layers_df.columns:  # empty where Leiden was skipped: integers all the same
+        layers_df["n_communities"] = layers_df["n_communities"].astype("Int64")
+    neurons_df = pd.concat([p.neurons for p in parts], ignore_index=True)
+    if "community" in neurons_df.columns:
+        neurons_df["community"] = neurons_df["community"].astype("Int64")
     return Analysis(
         checkpoint=str(ckpt.path),
         format=ckpt.format,
         container=ckpt.container,
         layers=layers_df,
-        neurons=pd.concat([p.neurons for p in parts], ignore_index=True),
+        neurons=neurons_df,
         skipped=pd.DataFrame(
             [{"name": s.name, "shape": "x".join(map(str, s.shape)) or "scalar", "dtype": s.dtype,
               "reason": s.reason} for s in skipped],

@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add network measures on |w|: clustering, harmonic and current-flow closeness, subgraph "
                         "centrality, neural persistence, Leiden communities; the first three are slow above about "
                         "2048 neurons per side and are skipped (with the reason in network_skipped) on layers "
-                        "wider than 2048")
+                        "wider than 2048, subgraph centrality and communities on layers of more than 2048x2048 "
+                        "weights")
     a.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                    help="analyse the layers in parallel, one Dask task per layer, on a local cluster of N "
                         "worker processes (default 1: in this process)")

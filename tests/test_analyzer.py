@@ -38,6 +38,7 @@ def test_null_and_network_only_add_columns(plain, full):
         pd.testing.assert_frame_equal(new[list(old.columns)], old, check_exact=True, obj=table)
     assert full.options["null"] == 8 and full.options["null_model"] == "rows"
     assert full.options["network"] is True and full.options["network_max_side"] == 2048
+    assert full.options["network_max_weights"] == 2048 * 2048
     assert "null" not in plain.options and "network" not in plain.options
 
 
@@ -104,16 +105,19 @@ def test_wide_layers_skip_the_slow_measures_with_the_reason(example, monkeypatch
     import netinit.analyzer
 
     monkeypatch.setattr(netinit.analyzer, "NETWORK_MAX_SIDE", 100)
+    monkeypatch.setattr(netinit.analyzer, "NETWORK_MAX_WEIGHTS", 8000)
     r = analyze(example, network=True)
     L = r.layers.set_index("layer")
     assert L.loc["0.weight", "network_skipped"] == ("clustering, harmonic, current_flow: 128 neurons on a "
-                                                    "side > 100")
+                                                    "side > 100; subgraph, communities: 8192 weights > 8000")
     assert L.loc["4.weight", "network_skipped"] == ""
     assert math.isnan(L.loc["0.weight", "clustering_mean"]) and not math.isnan(L.loc["4.weight", "clustering_mean"])
-    assert not math.isnan(L.loc["0.weight", "modularity"])  # the fast measures still run
+    assert math.isnan(L.loc["2.weight", "modularity"]) and not math.isnan(L.loc["4.weight", "modularity"])
+    assert L["neural_persistence_normalized"].notna().all()  # always computed
     N = r.neurons
     assert N.loc[N["layer"] == "0.weight", "harmonic"].isna().all()
-    assert N.loc[N["layer"] == "0.weight", "subgraph_centrality_log"].notna().all()
+    assert N.loc[N["layer"] == "0.weight", "subgraph_centrality_log"].isna().all()
+    assert N.loc[N["layer"] == "4.weight", "community"].notna().all() and str(N["community"].dtype) == "Int64"
 
 
 def test_chains_carry_strength_flow_and_its_null(plain, full):
