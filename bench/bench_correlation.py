@@ -5,7 +5,8 @@ Layers are Kaiming-normal square matrices (std ``sqrt(2 / n)``) from ``layer_gen
 float32 at 1024, 2048 and 4096 neurons, and a 4096 layer in half precision (numpy float16 for
 the memory figure, a torch bfloat16 tensor for the time). Both sides of each layer are
 summarised (rows ``W`` and columns ``W.T``), as ``layer_summary`` does. Each case runs old, new,
-old, new (``--repeats`` rounds) and reports the best of each; the ratio is old / new. Peak memory
+sampled in turn for ``--repeats`` rounds and reports the best wall and CPU seconds of each; the
+ratio is old / new. Peak memory
 is the largest traced allocation (``tracemalloc``, which sees numpy's buffers) above the layer
 itself, for one summary of the float16 layer. The load average is recorded at the start and end:
 the machine is shared, so compare ratios, not seconds.
@@ -46,13 +47,17 @@ def both_sides(fn, W, **kw):
     return [fn(W, **kw), fn(W.T, **kw)]
 
 
-def best(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
+def interleaved(fns: dict, repeats: int) -> dict:
+    """Run every function once per round, ``repeats`` rounds; per function the best wall and CPU
+    seconds (CPU: user + system of the process, all threads) and the last result."""
+    out = {k: {"wall": [], "cpu": [], "value": None} for k in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+        for k, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            out[k]["value"] = fn()
+            out[k]["wall"].append(time.perf_counter() - t0)
+            out[k]["cpu"].append(time.process_time() - c0)
+    return out
 
 
 def peak_bytes(fn) -> int:
@@ -68,7 +73,7 @@ def peak_bytes(fn) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "correlation.json"))
     args = parser.parse_args(argv)
 
@@ -77,11 +82,17 @@ def main(argv: list[str] | None = None) -> None:
     both_sides(correlation_summary, layer(256))  # warm up BLAS threads
     for n in args.sizes:
         W = layer(n)
-        t_old, old = best(lambda: both_sides(baseline_correlation_summary, W), args.repeats)
-        t_new, new = best(lambda: both_sides(correlation_summary, W), args.repeats)
-        t_smp, smp = best(lambda: both_sides(correlation_summary, W, method="sampled", rng=0), args.repeats)
+        r = interleaved({"old": lambda: both_sides(baseline_correlation_summary, W),
+                         "new": lambda: both_sides(correlation_summary, W),
+                         "sampled": lambda: both_sides(correlation_summary, W, method="sampled", rng=0)},
+                        args.repeats)
+        t_old, t_new, t_smp = (min(r[k]["wall"]) for k in ("old", "new", "sampled"))
+        old, new, smp = (r[k]["value"] for k in ("old", "new", "sampled"))
         case = {"case": f"float32 {n}x{n}", "old_s": t_old, "new_exact_s": t_new, "ratio": t_old / t_new,
-                "sampled_s": t_smp, "sampled_ratio_vs_old": t_old / t_smp, "sides": []}
+                "old_cpu_s": min(r["old"]["cpu"]), "new_exact_cpu_s": min(r["new"]["cpu"]),
+                "cpu_ratio": min(r["old"]["cpu"]) / min(r["new"]["cpu"]),
+                "sampled_s": t_smp, "sampled_ratio_vs_old": t_old / t_smp,
+                "all_wall_s": {k: v["wall"] for k, v in r.items()}, "sides": []}
         for side, o, e, s in zip(("in", "out"), old, new, smp):
             case["sides"].append({
                 "side": side,
@@ -95,8 +106,8 @@ def main(argv: list[str] | None = None) -> None:
                 "sampled_method": s["method"],
             })
         cases.append(case)
-        print(f"{case['case']}: old {t_old:.3f}s, new exact {t_new:.3f}s ({case['ratio']:.2f}x), "
-              f"sampled {t_smp:.3f}s", flush=True)
+        print(f"{case['case']}: old {t_old:.3f}s, new exact {t_new:.3f}s ({case['ratio']:.2f}x wall, "
+              f"{case['cpu_ratio']:.2f}x CPU), sampled {t_smp:.3f}s, load {os.getloadavg()[0]:.1f}", flush=True)
 
     n = 4096
     W16 = layer(n).astype(np.float16)
@@ -104,13 +115,20 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         Wb = torch.from_numpy(layer(n)).to(torch.bfloat16)
-        t_old, _ = best(lambda: both_sides(baseline_correlation_summary, Wb), args.repeats)
-        t_new, _ = best(lambda: both_sides(correlation_summary, Wb), args.repeats)
-        t_smp, _ = best(lambda: both_sides(correlation_summary, Wb, method="sampled", rng=0), args.repeats)
-        cases.append({"case": f"torch bfloat16 {n}x{n} (CPU)", "old_s": t_old, "new_exact_s": t_new,
-                      "ratio": t_old / t_new, "sampled_s": t_smp})
-        print(f"bf16 {n}: old {t_old:.3f}s, new exact {t_new:.3f}s ({t_old / t_new:.2f}x), "
-              f"sampled {t_smp:.3f}s", flush=True)
+        r = interleaved({"old": lambda: both_sides(baseline_correlation_summary, Wb),
+                         "new": lambda: both_sides(correlation_summary, Wb),
+                         "sampled": lambda: both_sides(correlation_summary, Wb, method="sampled", rng=0)},
+                        args.repeats)
+        t_old, t_new, t_smp = (min(r[k]["wall"]) for k in ("old", "new", "sampled"))
+        case = {"case": f"torch bfloat16 {n}x{n} (CPU)", "old_s": t_old, "new_exact_s": t_new,
+                "ratio": t_old / t_new, "old_cpu_s": min(r["old"]["cpu"]),
+                "new_exact_cpu_s": min(r["new"]["cpu"]), "cpu_ratio": min(r["old"]["cpu"]) / min(r["new"]["cpu"]),
+                "sampled_s": t_smp, "all_wall_s": {k: v["wall"] for k, v in r.items()},
+                "max_abs_diff_exact_vs_old": max(abs(a[k] - b[k]) for a, b in zip(r["old"]["value"], r["new"]["value"])
+                                                 for k in KEYS)}
+        cases.append(case)
+        print(f"bf16 {n}: old {t_old:.3f}s, new exact {t_new:.3f}s ({case['ratio']:.2f}x wall, "
+              f"{case['cpu_ratio']:.2f}x CPU), sampled {t_smp:.3f}s", flush=True)
     except ImportError:  # pragma: no cover
         pass
     mem = {"layer_bytes": int(W16.nbytes),

@@ -52,7 +52,8 @@ plug-in ``m / (1 + (m-1) \hat\mu_2)`` with a delta-method error. The sampled max
 lower bound of the true one (``max_abs_is_lower_bound``). Sampled products are float32 (the
 sampling error dominates the rounding error by orders of magnitude).
 
-Works on numpy arrays and on torch tensors (on their own device); accumulation is float64.
+Works on numpy arrays and on torch tensors (on their own device; a CPU tensor goes through the
+numpy kernels, a bfloat16 one as float32); accumulation is float64.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ _BLOCK = 1024  # rows per block of the float64 products
 _FLOAT64_MAX_ELEMENTS = 1 << 24  # and at most this many elements (128 MiB in float64)
 _STD_ELEMENTS = 1 << 20  # float64 elements per standardisation block (8 MiB)
 _METHODS = ("auto", "exact", "sampled")
+_CPU_TENSORS_AS_NUMPY = True  # torch CPU tensors run the numpy kernels (tests switch it off)
 
 
 def float32_error_bound(d: int) -> float:
@@ -117,8 +119,11 @@ def _std_torch(B: Any, centre: bool, d: int) -> tuple[Any, Any]:
     if centre:
         B = B - B.mean(dim=1, keepdim=True)
     norms = torch.linalg.vector_norm(B, dim=1)
-    scale = torch.clamp(B.abs().amax(dim=1), min=1.0)
+    # max |x| as max(max x, -min x): the same value, and far faster than abs().amax() in torch
+    scale = torch.clamp(torch.maximum(B.amax(dim=1), -B.amin(dim=1)), min=1.0)
     ok = norms > 1e-12 * scale * (d ** 0.5)
+    if bool(ok.all()):
+        return B.div_(norms[:, None]), ok
     return B[ok] / norms[ok, None], ok
 
 
@@ -141,7 +146,7 @@ def _standardise(X: Any, centre: bool, dtype: str = "float64", rows: Any = None)
         parts, oks = [], []
         for a in range(0, len(idx), step):
             sel = t_idx[a:a + step]
-            B = (X[a:a + step] if rows is None else X[sel]).to(torch.float64)
+            B = (X[a:a + step] if rows is None else X[sel]).to(torch.float64, copy=True)
             Zb, ok = _std_torch(B, centre, d)
             parts.append(Zb.to(tdt))
             oks.append(ok)
@@ -343,7 +348,7 @@ def _frobenius_sq(X: Any, centre: bool) -> float:
 
         G = torch.zeros((d, d), dtype=torch.float64, device=X.device)
         for a in range(0, int(X.shape[0]), step):
-            Zb, _ = _std_torch(X.detach()[a:a + step].to(torch.float64), centre, d)
+            Zb, _ = _std_torch(X.detach()[a:a + step].to(torch.float64, copy=True), centre, d)
             G += Zb.T @ Zb
         return float(torch.square(G).sum())
     G = np.zeros((d, d))
@@ -506,6 +511,11 @@ def correlation_summary(
     if isinstance(sample_size, bool) or not isinstance(sample_size, (int, np.integer)) or sample_size < 3:
         raise ValueError(f"sample_size must be an integer of at least 3, got {sample_size!r}")
     _check(X, name)
+    if is_torch(X) and X.device.type == "cpu" and _CPU_TENSORS_AS_NUMPY:
+        # numpy's kernels are 2-3x faster than torch's on the CPU; bfloat16 (no numpy dtype) is
+        # read as float32, never float64
+        X = X.detach()
+        X = (X.float() if str(X.dtype) == "torch.bfloat16" else X).numpy()
     if method == "auto":
         method = "exact" if int(X.shape[0]) <= EXACT_MAX_NEURONS else "sampled"
     if method == "exact":

@@ -54,7 +54,15 @@ def test_matrix_against_corrcoef_and_constant_rows():
     assert s["mean_abs"] == pytest.approx(oracle(X[keep])["mean_abs"], rel=1e-12)
 
 
-def test_torch_matches_numpy():
+@pytest.fixture(params=["numpy kernels", "torch kernels"])
+def torch_kernels(request, monkeypatch):
+    """CPU tensors through the numpy kernels (the default), or through the torch kernels that
+    other devices use."""
+    monkeypatch.setattr(corr_mod, "_CPU_TENSORS_AS_NUMPY", request.param == "numpy kernels")
+    return request.param
+
+
+def test_torch_matches_numpy(torch_kernels):
     torch = pytest.importorskip("torch")
     X = np.random.default_rng(8).normal(size=(9, 14)).astype(np.float32)
     a, b = correlation_summary(torch.from_numpy(X)), correlation_summary(X)
@@ -94,7 +102,7 @@ def test_float32_products_within_the_bound(seed, monkeypatch):
     assert abs(fast["mean_abs"] - ref["mean_abs"]) <= eps / 10
 
 
-def test_float32_path_torch_matches_numpy():
+def test_float32_path_torch_matches_numpy(torch_kernels):
     torch = pytest.importorskip("torch")
     X = factor_rows(3, 600, 50).astype(np.float32)
     a, b = correlation_summary(torch.from_numpy(X)), correlation_summary(X)
@@ -102,6 +110,20 @@ def test_float32_path_torch_matches_numpy():
     for key in ("mean_abs", "max_abs", "mean_sq"):
         assert a[key] == pytest.approx(b[key], abs=2 * eps), key
     assert a["n_pairs"] == b["n_pairs"] == 600 * 599 / 2
+    X[[5, 70]] = 1.5  # constant rows, and the sampled path
+    a = correlation_summary(torch.from_numpy(X), method="sampled", sample_size=50, rng=1)
+    b = correlation_summary(X, method="sampled", sample_size=50, rng=1)
+    assert a["method"] == b["method"] == "sampled(s=50)" and a["n_constant"] == b["n_constant"] == 2
+    for key in ("mean_abs", "mean_abs_se", "share_above", "mean_sq"):
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+
+
+def test_bfloat16_tensor(torch_kernels):
+    torch = pytest.importorskip("torch")
+    Xb = torch.from_numpy(factor_rows(4, 40, 30)).to(torch.bfloat16)
+    a, b = correlation_summary(Xb), correlation_summary(Xb.float().numpy())
+    for key in STATS:
+        assert a[key] == pytest.approx(b[key], rel=1e-12), key
 
 
 def test_half_precision_is_never_widened_whole():
