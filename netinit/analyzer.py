@@ -160,7 +160,8 @@ def analyze(
     k : int, default 64
         Sources of the sampled path-based centralities.
     seed : int, default 0
-        Seed of the sampled centralities; each layer's stream derives from it and its name.
+        Seed of the sampled centralities, the null shuffles and Leiden; each layer's stream derives
+        from it and its name (module docstring).
     data : array of shape (n_samples, n_features), optional
         A batch of inputs: adds the activation-space diversity of each layer (``act_*`` and
         ``dead_neurons`` columns) for checkpoints that store an MLP (a chain of linear layers;
