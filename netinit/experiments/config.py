@@ -21,11 +21,23 @@ A TOML file has a few top-level keys and one table per section; every key is opt
     [regulariser] coef, schedule, schedule_epochs
     [stats]       every_epoch, samples, threshold
     [grid]        methods, regularisers, baseline, seeds, first_seed
+    [analysis]    primary, primary_epochs, secondary, secondary_epochs, margin, alpha, effect_dz, power
+    [[families]]  name, role ("primary" or "exploratory"), comparisons ("A vs B", ...), hypothesis
+
+A regulariser may carry its own coefficient, ``"decov=0.01"`` (otherwise ``regulariser.coef``), so
+one grid sweeps a coefficient over decades; the condition label is then ``method@decov=0.01``.
+
+**Families.** Each ``[[families]]`` table pre-declares a set of comparisons ``"A vs B"`` (both
+conditions of the grid) that answer one question; Holm's correction runs within a family only,
+and the report names the family (and its role) of every test. A config without families gets
+one exploratory family per table of comparisons (the report says so).
 
 Unknown keys, names and values are refused with a :class:`ConfigError` that names them and
 lists the valid options. :func:`config_hash` hashes everything that decides the outcome of one
-(condition, seed) run, that is every section but ``[grid]`` and the descriptive top-level keys:
-adding seeds or conditions to a grid keeps its hash, so a results folder grows in place.
+(condition, seed) run, that is every section but ``[grid]``, ``[analysis]``, ``[[families]]``
+and the descriptive top-level keys: adding seeds or conditions to a grid keeps its hash, so a
+results folder grows in place. Keys added in later versions are left out of the hash while they
+hold their default, so the folders of earlier configs keep their hash.
 """
 
 from __future__ import annotations
@@ -53,6 +65,9 @@ __all__ = [
     "RegulariserConfig",
     "StatsConfig",
     "GridConfig",
+    "AnalysisConfig",
+    "FamilyConfig",
+    "parse_regulariser",
     "ExperimentConfig",
     "Condition",
     "Method",
@@ -76,12 +91,22 @@ __all__ = [
 INITIALISERS = ("default", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal",
                 "orthogonal")
 #: Modifiers applied on top of the base draw, in the order written (``stabilize`` first).
-MODIFIERS = ("stabilize", "decorrelated", "decorrelated_backprop", "pa")
+MODIFIERS = ("stabilize", "decorrelated", "decorrelated_backprop", "decorrelated_greedy", "pa",
+             "scale_default", "scale_gain1")
+#: Modifiers that draw the weights again (they must come first).
+REDRAWING = ("stabilize", "decorrelated_greedy")
+#: Modifiers that rescale the whole matrix (they must come last): the root mean square row norm
+#: becomes PyTorch's default's, ``sqrt(1/3)``, or 1 (orthogonal with gain 1).
+SCALES = ("scale_default", "scale_gain1")
 #: Decorrelation regularisers (``netinit.diversity.regularisers.PENALTIES``) and ``none``.
 REGULARISERS = ("none", "decov", "activation_correlation", "weight_correlation", "orthogonality")
 #: Architectures of :mod:`netinit.experiments.models`.
 ARCHS = ("mlp", "cnn", "resnet")
-ACTIVATIONS = ("relu", "tanh", "gelu")
+ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
+FAMILY_ROLES = ("primary", "exploratory")
+#: Per-epoch outcomes a comparison can use (``train_acc_running``: the mean over the epoch's
+#: mini-batches, as papers report epoch-1 accuracy).
+OUTCOMES = ("test_acc", "train_acc", "train_acc_running", "test_loss", "train_loss", "train_loss_running")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine", "step")
 SCHEDULES = ("constant", "first_epochs", "linear", "cosine", "adaptive")
@@ -117,6 +142,8 @@ class DataConfig:
     test_size: float = 0.25       #: digits / synthetic
     split_seed: int = 0           #: the train/test split is the same for every run
     n_samples: int = 3000         #: synthetic only
+    n_train: int = 0              #: > 0: a stratified subset of the training set of this size (drawn with split_seed)
+    n_test: int = 0               #: > 0: a stratified subset of the test set of this size (drawn with split_seed)
 
     def __post_init__(self) -> None:
         from netinit.experiments.datasets import DATASETS
@@ -126,7 +153,9 @@ class DataConfig:
             raise ConfigError(f"data.test_size must lie in (0, 1), got {self.test_size!r}")
         _positive("data", "split_seed", self.split_seed, allow_zero=True)
         _positive("data", "n_samples", self.n_samples)
-        if self.name.replace("-", "_") in ("mnist", "fashion_mnist") and not self.path:
+        _positive("data", "n_train", self.n_train, allow_zero=True)
+        _positive("data", "n_test", self.n_test, allow_zero=True)
+        if self.name.replace("-", "_") == "mnist" and not self.path:
             raise ConfigError(f"data.name = {self.name!r} needs data.path (a folder of IDX files or an .npz)")
         if self.name == "cifar10" and not self.path:
             raise ConfigError("data.name = 'cifar10' needs data.path (the cifar-10-batches-py folder or an .npz)")
@@ -141,6 +170,7 @@ class ModelConfig:
     channels: tuple[int, ...] = (16, 32)     #: cnn / resnet: channels per stage
     blocks: int = 1                          #: resnet: residual blocks per stage
     activation: str = "relu"
+    batchnorm: bool = False                  #: mlp / cnn: a batch norm after every hidden Linear/Conv
 
     def __post_init__(self) -> None:
         _choice("model", "arch", self.arch, ARCHS)
@@ -248,11 +278,45 @@ def parse_method(spec: str) -> Method:
             raise ConfigError(f"method {spec!r}: unknown modifier {m!r}; modifiers: {', '.join(MODIFIERS)}")
     if len(set(mods)) != len(mods):
         raise ConfigError(f"method {spec!r}: a modifier appears twice")
-    if "stabilize" in mods and mods[0] != "stabilize":
-        raise ConfigError(f"method {spec!r}: 'stabilize' re-draws the weights, so it must come first")
-    if {"decorrelated", "decorrelated_backprop"} <= set(mods):
-        raise ConfigError(f"method {spec!r}: choose one of 'decorrelated' and 'decorrelated_backprop'")
+    redraw = [m for m in mods if m in REDRAWING]
+    if len(redraw) > 1:
+        raise ConfigError(f"method {spec!r}: choose one of {', '.join(REDRAWING)} (each re-draws the weights)")
+    if redraw and mods[0] != redraw[0]:
+        raise ConfigError(f"method {spec!r}: {redraw[0]!r} re-draws the weights, so it must come first")
+    if len({"decorrelated", "decorrelated_backprop", "decorrelated_greedy"} & set(mods)) > 1:
+        raise ConfigError(f"method {spec!r}: choose one of 'decorrelated', 'decorrelated_backprop' "
+                          "and 'decorrelated_greedy'")
+    scales = [m for m in mods if m in SCALES]
+    if len(scales) > 1:
+        raise ConfigError(f"method {spec!r}: choose one of {', '.join(SCALES)}")
+    if scales and mods[-1] != scales[0]:
+        raise ConfigError(f"method {spec!r}: {scales[0]!r} sets the final scale, so it must come last")
     return Method(base, tuple(mods))
+
+
+def parse_regulariser(spec: str) -> tuple[str, float | None]:
+    """``"decov"`` -> ``("decov", None)``; ``"decov=0.01"`` -> ``("decov", 0.01)`` (its own coefficient).
+
+    Examples
+    --------
+    >>> parse_regulariser("weight_correlation=1e-2")
+    ('weight_correlation', 0.01)
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"a regulariser must be a non-empty string like 'decov' or 'decov=0.01', got {spec!r}")
+    name, sep, coef = spec.partition("=")
+    _choice("grid", "regularisers", name, REGULARISERS)
+    if not sep:
+        return name, None
+    if name == "none":
+        raise ConfigError(f"grid.regularisers: {spec!r}: 'none' takes no coefficient")
+    try:
+        value = float(coef)
+    except ValueError:
+        raise ConfigError(f"grid.regularisers: {spec!r}: the coefficient {coef!r} is not a number") from None
+    if not value >= 0:
+        raise ConfigError(f"grid.regularisers: {spec!r}: the coefficient must be >= 0")
+    return name, value
 
 
 @dataclass(frozen=True)
@@ -265,6 +329,16 @@ class Condition:
     @property
     def label(self) -> str:
         return self.method.label if self.regulariser == "none" else f"{self.method.label}@{self.regulariser}"
+
+    @property
+    def penalty(self) -> str:
+        """The regulariser's name without its coefficient."""
+        return parse_regulariser(self.regulariser)[0]
+
+    def coef(self, default: float) -> float:
+        """The regulariser's own coefficient, else ``default`` (``regulariser.coef``)."""
+        c = parse_regulariser(self.regulariser)[1]
+        return default if c is None else c
 
 
 @dataclass(frozen=True)
@@ -287,7 +361,7 @@ class GridConfig:
         if not self.regularisers:
             raise ConfigError("grid.regularisers is empty; use ['none'] for no regulariser")
         for r in self.regularisers:
-            _choice("grid", "regularisers", r, REGULARISERS)
+            parse_regulariser(r)
         _positive("grid", "seeds", self.seeds)
         _positive("grid", "first_seed", self.first_seed, allow_zero=True)
         labels = [c.label for c in self.conditions()]
@@ -309,6 +383,71 @@ class GridConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """``[analysis]``: the declared outcomes, equivalence margin and power analysis (not hashed).
+
+    An outcome is a per-epoch measure (:data:`OUTCOMES`) averaged over the epochs
+    ``[first, last]`` of its window (``0`` is the last epoch). ``margin`` is the TOST equivalence
+    margin in the outcome's units (accuracy 0.01 = 1 point): a comparison whose 90% CI lies
+    inside ``(-margin, margin)`` excludes effects of that size; 0 skips TOST.
+    """
+
+    primary: str = ""                        #: "" = none declared (the report then tests final and early)
+    primary_epochs: tuple[int, ...] = (1, 1)
+    secondary: str = ""
+    secondary_epochs: tuple[int, ...] = (0, 0)
+    margin: float = 0.0
+    alpha: float = 0.05
+    effect_dz: float = 0.0                   #: declared standardised paired effect of the power analysis
+    power: float = 0.8
+
+    def __post_init__(self) -> None:
+        for key in ("primary", "secondary"):
+            if getattr(self, key):
+                _choice("analysis", key, getattr(self, key), OUTCOMES)
+            w = getattr(self, f"{key}_epochs")
+            if len(w) != 2 or min(w) < 0 or (w[1] != 0 and w[0] > w[1]) or (w[0] == 0 and w[1] != 0):
+                raise ConfigError(f"analysis.{key}_epochs must be [first, last] with 1 <= first <= last "
+                                  f"(0 = the last epoch), got {list(w)!r}")
+        _positive("analysis", "margin", self.margin, allow_zero=True)
+        _positive("analysis", "effect_dz", self.effect_dz, allow_zero=True)
+        for key in ("alpha", "power"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                raise ConfigError(f"analysis.{key} must lie in (0, 1), got {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    """``[[families]]``: comparisons ``"A vs B"`` answering one question; Holm runs within it."""
+
+    name: str
+    role: str = "exploratory"
+    comparisons: tuple[str, ...] = ()
+    hypothesis: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("a family needs a name")
+        _choice(f"families.{self.name}", "role", self.role, FAMILY_ROLES)
+        if not self.comparisons:
+            raise ConfigError(f"family {self.name!r} lists no comparisons (\"A vs B\")")
+        for c in self.comparisons:
+            self.pair(c)
+
+    @staticmethod
+    def pair(text: str) -> tuple[str, str]:
+        """``"A vs B"`` -> ``("A", "B")``."""
+        parts = [p.strip() for p in text.split(" vs ")] if isinstance(text, str) else []
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"a family comparison must read 'A vs B', got {text!r}")
+        return parts[0], parts[1]
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [self.pair(c) for c in self.comparisons]
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment; see the module docstring for the TOML layout."""
 
@@ -322,11 +461,27 @@ class ExperimentConfig:
     regulariser: RegulariserConfig = field(default_factory=RegulariserConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     grid: GridConfig = field(default_factory=GridConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    families: tuple[FamilyConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        labels = {c.label for c in self.grid.conditions()}
+        names = [f.name for f in self.families]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"families: a name appears twice: {names}")
+        for f in self.families:
+            for a, b in f.pairs:
+                bad = [x for x in (a, b) if x not in labels]
+                if bad:
+                    raise ConfigError(f"family {f.name!r}: {bad[0]!r} is not a condition of the grid; "
+                                      f"conditions: {', '.join(sorted(labels))}")
 
 
 _SECTIONS = {f.name: f for f in dataclasses.fields(ExperimentConfig) if dataclasses.is_dataclass(f.default_factory)}
 #: Top-level keys left out of the hash (they do not change what a run computes).
-_UNHASHED = ("name", "description", "checkpoints", "grid")
+_UNHASHED = ("name", "description", "checkpoints", "grid", "analysis", "families")
+#: Keys added after results were published: left out of the hash while they hold these defaults.
+_HASH_DEFAULTS = {("data", "n_train"): 0, ("data", "n_test"): 0, ("model", "batchnorm"): False}
 
 
 def _convert(where: str, value: Any, hint: Any) -> Any:
@@ -364,7 +519,8 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"[{where}] must be a table of keys, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.name not in _SECTIONS or cls is not ExperimentConfig]
+    names = [f.name for f in dataclasses.fields(cls)
+             if (f.name not in _SECTIONS and f.name != "families") or cls is not ExperimentConfig]
     unknown = [k for k in data if k not in names]
     if unknown:
         scope = "at the top level" if where == "" else f"in [{where}]"
@@ -384,10 +540,16 @@ def config_from_dict(d: Mapping[str, Any]) -> ExperimentConfig:
     """
     if not isinstance(d, Mapping):
         raise ConfigError(f"a config must be a table of keys, got {type(d).__name__}")
-    top = {k: v for k, v in d.items() if k not in _SECTIONS}
+    top = {k: v for k, v in d.items() if k not in _SECTIONS and k != "families"}
     sections = {k: _build(_SECTIONS[k].default_factory, v, k) for k, v in d.items() if k in _SECTIONS}
+    fams = d.get("families", [])
+    if isinstance(fams, Mapping):  # [stats] families = {name = {...}} style: a table of tables
+        fams = [{"name": k, **v} if isinstance(v, Mapping) else v for k, v in fams.items()]
+    if not isinstance(fams, (list, tuple)):
+        raise ConfigError(f"families must be an array of tables ([[families]]), got {fams!r}")
+    families = tuple(_build(FamilyConfig, f, "families") for f in fams)
     cfg = _build(ExperimentConfig, top, "")
-    return dataclasses.replace(cfg, **sections)
+    return dataclasses.replace(cfg, **sections, families=families)
 
 
 def load_config(path: str | os.PathLike) -> ExperimentConfig:
@@ -414,6 +576,8 @@ def load_config(path: str | os.PathLike) -> ExperimentConfig:
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """Nested plain dict (lists for tuples) that :func:`config_from_dict` reads back."""
     def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
         return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
     return {k: ({kk: plain(vv) for kk, vv in v.items()} if isinstance(v, dict) else plain(v))
             for k, v in dataclasses.asdict(cfg).items()}
@@ -429,6 +593,9 @@ def config_hash(cfg: ExperimentConfig) -> str:
     """
     canonical = config_to_dict(config_from_dict(config_to_dict(cfg)))  # 3 and 3.0 hash alike
     d = {k: v for k, v in canonical.items() if k not in _UNHASHED}
+    for (section, key), default in _HASH_DEFAULTS.items():
+        if d[section].get(key) == default:
+            del d[section][key]
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
@@ -457,7 +624,7 @@ def override(cfg: ExperimentConfig, changes: Mapping[str, Any]) -> ExperimentCon
         parts = key.split(".")
         if len(parts) == 1:
             d[parts[0]] = value
-        elif len(parts) == 2 and parts[0] in _SECTIONS:
+        elif len(parts) == 2 and parts[0] in _SECTIONS and parts[0] != "families":
             d[parts[0]][parts[1]] = value
         else:
             raise ConfigError(f"cannot set {key!r}: use a top-level key or section.key with a section "
@@ -479,9 +646,16 @@ def for_notebook(cfg: ExperimentConfig, *, small: bool | None = None) -> Experim
     regs = list(cfg.grid.regularisers[:2])
     base = cfg.grid.baseline_label
     keep = {c.label for c in GridConfig(tuple(methods), tuple(regs)).conditions()}
-    return override(cfg, {"grid.seeds": 2, "train.epochs": min(cfg.train.epochs, 2),
-                          "grid.methods": methods, "grid.regularisers": regs,
-                          "grid.baseline": base if base in keep else None})
+    fams = []
+    for f in cfg.families:  # the comparisons between the conditions kept
+        comps = [c for c in f.comparisons if set(FamilyConfig.pair(c)) <= keep]
+        if comps:
+            fams.append(dataclasses.replace(f, comparisons=tuple(comps)))
+    small_cfg = dataclasses.replace(cfg, families=())
+    small_cfg = override(small_cfg, {"grid.seeds": 2, "train.epochs": min(cfg.train.epochs, 2),
+                                     "grid.methods": methods, "grid.regularisers": regs,
+                                     "grid.baseline": base if base in keep else None})
+    return dataclasses.replace(small_cfg, families=tuple(fams))
 
 
 def _small() -> bool:

@@ -11,8 +11,10 @@ name               source
                    locally, never downloaded; ``seed`` is not used); already standardised
 ``synthetic``      a seeded Gaussian mixture: ``n_classes`` centres ``~ N(0, sep^2 I)`` in
                    ``n_features`` dimensions, samples ``N(centre, I)``; stratified split
-``mnist``,         user-provided files (``path=``): a folder (or a file inside it) with the four
-``fashion_mnist``  IDX files ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+``mnist``,         user-provided files (``path=``; ``fashion_mnist`` without ``path`` reads
+``fashion_mnist``  :data:`FASHION_MNIST_DIR`, where Debian's package ``dataset-fashion-mnist``
+                   installs them: ``apt-get install dataset-fashion-mnist``): a folder (or a
+                   file inside it) with the four IDX files ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
                    ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte`` (each optionally
                    ``.gz``), or an ``.npz`` with ``x_train``, ``y_train``, ``x_test``,
                    ``y_test``; pixels scaled to [0, 1] and standardised with the training
@@ -55,7 +57,11 @@ from netinit._rng import as_generator
 from netinit.errors import DataError
 from netinit.formats.base import ZIP_ERRORS
 
-__all__ = ["Dataset", "load_dataset", "DATASETS", "IMAGE_SHAPES", "read_idx", "read_cifar_batch"]
+__all__ = ["Dataset", "load_dataset", "subsample", "DATASETS", "IMAGE_SHAPES", "FASHION_MNIST_DIR", "read_idx",
+           "read_cifar_batch"]
+
+#: Where Debian's ``dataset-fashion-mnist`` installs the four gzipped IDX files (60k train, 10k test).
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 #: Names accepted by :func:`load_dataset`.
 DATASETS = ("digits", "mnist1d", "synthetic", "mnist", "fashion_mnist", "cifar10")
@@ -101,7 +107,8 @@ def load_dataset(
     test_size : float, default 0.25
         Test share for ``digits`` and ``synthetic``.
     path : str or PathLike, optional
-        ``mnist`` / ``fashion_mnist``: the folder of IDX files or an ``.npz`` file;
+        ``mnist`` / ``fashion_mnist``: the folder of IDX files or an ``.npz`` file
+        (``fashion_mnist`` default: :data:`FASHION_MNIST_DIR`);
         ``cifar10``: the ``cifar-10-batches-py`` folder (or its parent) or an ``.npz`` file.
     n_samples : int, default 3000
         ``synthetic`` only: number of samples.
@@ -143,6 +150,13 @@ def load_dataset(
         return _to_torch(*_standardise(*_split(X, y, test_size, seed)))
     if key == "mnist1d":
         return _to_torch(*_mnist1d())
+    if path is None and key == "fashion_mnist":
+        if not (FASHION_MNIST_DIR / (_IDX_FILES["x_train"] + ".gz")).is_file() and not (
+                FASHION_MNIST_DIR / _IDX_FILES["x_train"]).is_file():
+            raise FileNotFoundError(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR}: run "
+                                    "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or pass path= "
+                                    "(data.path) to a folder of its four IDX files")
+        path = FASHION_MNIST_DIR
     if path is None:
         what = "the cifar-10-batches-py folder" if key == "cifar10" else "a folder of IDX files"
         raise ValueError(f"dataset {name!r} needs path= ({what} or an .npz file)")
@@ -153,6 +167,36 @@ def load_dataset(
     xte = xte.reshape(len(xte), -1).astype(np.float64) / 255.0
     mu, sd = xtr.mean(), xtr.std()
     return _to_torch((xtr - mu) / sd, ytr, (xte - mu) / sd, yte)
+
+
+def subsample(data: Dataset, n_train: int, *, n_test: int = 0, seed: int = 0) -> Dataset:
+    """``data`` with stratified subsets of ``n_train`` training and ``n_test`` test samples.
+
+    The subsets depend only on ``seed`` and the labels, so every run of a grid sees the same
+    samples. A size of 0, or at or above the set's size, keeps that set whole.
+
+    Raises
+    ------
+    ValueError
+        A size smaller than the number of classes.
+    """
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    def pick(X: Any, y: Any, n: int, salt: int) -> tuple[Any, Any]:
+        labels = y.numpy()
+        if not n or n >= len(labels):
+            return X, y
+        if n < len(np.unique(labels)):
+            raise ValueError(f"a subset must hold at least one sample per class ({len(np.unique(labels))}), got {n}")
+        state = int(as_generator(np.random.SeedSequence([int(seed), salt])).integers(2**31 - 1))
+        keep, _ = train_test_split(np.arange(len(labels)), train_size=n, stratify=labels, random_state=state)
+        keep = torch.as_tensor(np.sort(keep))
+        return X[keep], y[keep]
+
+    xtr, ytr = pick(data.X_train, data.y_train, n_train, 0x5B5)
+    xte, yte = pick(data.X_test, data.y_test, n_test, 0x7E5)
+    return Dataset(xtr, ytr, xte, yte)
 
 
 def _split(X, y, test_size: float, seed: int):

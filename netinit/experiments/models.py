@@ -3,12 +3,14 @@
 Architectures (:func:`build_model`), all for inputs flattened to ``(batch, features)``:
 
 ``mlp``
-    ``fc1 -> act1 -> ... -> fcL -> actL -> out``, hidden widths ``hidden``.
+    ``fc1 -> act1 -> ... -> fcL -> actL -> out``, hidden widths ``hidden``; with ``batchnorm``
+    a ``bn{i}`` (BatchNorm1d) between every ``fc{i}`` and ``act{i}``.
 ``cnn``
     The features reshaped to an image or a signal (:func:`input_shape`: ``(3, 32, 32)`` for
     CIFAR-10's 3072, ``(1, s, s)`` when ``features = s^2``, else ``(1, features)``), then per
-    stage ``conv{i}`` (3 wide, padding 1) ``-> act{i}``, a max-pool between stages, an adaptive
-    average pool (2x2 or 4) and the linear ``out``.
+    stage ``conv{i}`` (3 wide, padding 1) ``-> act{i}`` (with ``batchnorm``: ``conv{i} -> bn{i}
+    -> act{i}``), a max-pool between stages, an adaptive average pool (2x2 or 4) and the linear
+    ``out``.
 ``resnet``
     A ResNet-style CNN (He et al. 2016): a stem convolution with batch norm, ``blocks`` basic
     residual blocks per stage (two 3-wide convolutions with batch norm; the first block of every
@@ -27,7 +29,13 @@ weight reshaped to ``(out, in * prod(k))``, see :mod:`netinit`):
    lowest mean in/out strength variance (:func:`netinit.rewire.stabilize_`); ``decorrelated`` and
    ``decorrelated_backprop`` decorrelate the rows (:func:`netinit.diversity.decorrelate`,
    symmetric or by gradient steps); ``pa`` rewires (:func:`netinit.rewire.pa_rewire_`, stream
-   ``"<layer>.pa"``);
+   ``"<layer>.pa"``); ``decorrelated_greedy`` replaces the draw by rows chosen greedily from 4
+   fresh draws (:func:`netinit.diversity.decorrelated_`, stream ``"<layer>.greedy"``);
+   ``scale_default`` and ``scale_gain1`` multiply the whole matrix by one factor so that the root
+   mean square of its row norms is PyTorch's default's expectation ``sqrt(1/3)``
+   (kaiming_uniform with ``a = sqrt(5)`` has variance ``1 / (3 fan_in)``) or 1 (orthogonal with
+   gain 1 when ``n_out <= fan_in``): the structure (correlations, strength ratios) is kept and
+   only the scale changes, so each structured arm gets a scale-matched twin;
 3. biases as PyTorch's layers do (``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, stream
    ``"<layer>.bias"``), the same for every method; batch norms at their defaults (1 and 0).
 
@@ -86,33 +94,41 @@ def input_shape(n_features: int, image_shape: tuple[int, ...] | None = None) -> 
 def _act(name: str) -> Any:
     import torch.nn as nn
 
-    return {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[name]()
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}[name]()
 
 
-def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str) -> Any:
+def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, batchnorm: bool = False) -> Any:
     import torch.nn as nn
 
     layers: list[tuple[str, Any]] = []
     sizes = [n_in, *hidden]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-        layers += [(f"fc{i}", nn.Linear(a, b)), (f"act{i}", _act(activation))]
+        layers.append((f"fc{i}", nn.Linear(a, b)))
+        if batchnorm:
+            layers.append((f"bn{i}", nn.BatchNorm1d(b)))
+        layers.append((f"act{i}", _act(activation)))
     layers.append(("out", nn.Linear(sizes[-1], n_out)))
     return nn.Sequential(OrderedDict(layers))
 
 
-def _cnn(shape: tuple[int, ...], channels: tuple[int, ...], n_out: int, activation: str) -> Any:
+def _cnn(shape: tuple[int, ...], channels: tuple[int, ...], n_out: int, activation: str,
+         batchnorm: bool = False) -> Any:
     import torch.nn as nn
 
     two_d = len(shape) == 3
     conv, pool, gap = ((nn.Conv2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d) if two_d
                        else (nn.Conv1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d))
+    bn = nn.BatchNorm2d if two_d else nn.BatchNorm1d
     out_size = 2 if two_d else 4
     layers: list[tuple[str, Any]] = [("unflatten", nn.Unflatten(1, shape))]
     c_in = shape[0]
     for i, c in enumerate(channels, start=1):
         if i > 1:
             layers.append((f"pool{i - 1}", pool(2, ceil_mode=True)))
-        layers += [(f"conv{i}", conv(c_in, c, 3, padding=1)), (f"act{i}", _act(activation))]
+        layers.append((f"conv{i}", conv(c_in, c, 3, padding=1)))
+        if batchnorm:
+            layers.append((f"bn{i}", bn(c)))
+        layers.append((f"act{i}", _act(activation)))
         c_in = c
     layers += [("gap", gap(out_size)), ("flatten", nn.Flatten()),
                ("out", nn.Linear(c_in * out_size ** (2 if two_d else 1), n_out))]
@@ -174,9 +190,9 @@ def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
     ['fc1', 'fc2', 'out']
     """
     if cfg.arch == "mlp":
-        return _mlp(n_features, cfg.hidden, n_classes, cfg.activation)
+        return _mlp(n_features, cfg.hidden, n_classes, cfg.activation, cfg.batchnorm)
     if cfg.arch == "cnn":
-        return _cnn(input_shape(n_features, image_shape), cfg.channels, n_classes, cfg.activation)
+        return _cnn(input_shape(n_features, image_shape), cfg.channels, n_classes, cfg.activation, cfg.batchnorm)
     return _resnet(input_shape(n_features, image_shape), cfg.channels, cfg.blocks, n_classes, cfg.activation)
 
 
@@ -210,6 +226,17 @@ def _stabilized(w: Any, base: str, k: int, generator: Any) -> None:
     stabilize_(cand, _base_fn(base), k - 1, generator=generator)
     if sum(strength_variances(cand)) < sum(strength_variances(w)):
         w.copy_(cand)
+
+
+#: Target root mean square row norm of the scale modifiers.
+SCALE_TARGETS = {"scale_default": math.sqrt(1.0 / 3.0), "scale_gain1": 1.0}
+
+
+def _rescale(w: Any, target: float) -> None:
+    """Multiply ``w`` by one factor so that the root mean square of its row norms is ``target``."""
+    rms = float(w.reshape(w.shape[0], -1).double().pow(2).sum(1).mean().sqrt())
+    if rms > 0:
+        w.mul_(target / rms)
 
 
 def _fingerprint(h: Any, t: Any) -> None:
@@ -257,6 +284,14 @@ def initialise(model: Any, method: Method, seed: int, options: InitConfig) -> di
                 if mod == "stabilize":
                     _stabilized(w, method.base, options.stabilize_k,
                                 torch.Generator().manual_seed(torch_seed(seed, f"{name}.stabilize")))
+                elif mod in SCALE_TARGETS:
+                    _rescale(w, SCALE_TARGETS[mod])
+                elif mod == "decorrelated_greedy":
+                    from netinit.diversity import decorrelated_
+
+                    if w.shape[1:].numel() >= 2:
+                        decorrelated_(w, _base_fn(method.base), method="greedy",
+                                      generator=torch.Generator().manual_seed(torch_seed(seed, f"{name}.greedy")))
                 elif mod in ("decorrelated", "decorrelated_backprop"):
                     from netinit.diversity import decorrelate
 

@@ -12,12 +12,22 @@ drawn by :mod:`netinit.experiments.plots`.
 **Comparisons.** Every condition against the config's baseline; every method with modifiers
 against the unmodified method of the same base initialiser (``kaiming_normal+pa`` against
 ``kaiming_normal``: the same initial draw, rewired or not); every regularised condition against the
-same method without regulariser. Each comparison is paired by seed
-(:func:`netinit.experiments.stats.paired_comparison`): mean difference with a BCa bootstrap 95% CI, Cohen's
-``d_z``, Wilcoxon signed-rank and paired t p-values, Holm-adjusted over all comparisons of the
-table, and win/tie/loss counts. Two outcomes: the metric at the last epoch (``final``), and its
-mean over epochs ``1..min(5, epochs)`` (``early``: the papers' "first epochs"). Also: the
-relative improvement over the baseline per epoch (:func:`netinit.experiments.stats.relative_improvement`),
+same method without regulariser; and every comparison the config's ``[[families]]`` declare.
+Each comparison is paired by seed (:func:`netinit.experiments.stats.paired_comparison`): mean
+difference with a BCa bootstrap 95% CI and its 90% t-interval (with the TOST p-value when
+``analysis.margin`` is declared), the relative change as a ratio of means with a paired
+bootstrap CI, Cohen's ``d_z``, the SD ratio over seeds with the Pitman-Morgan test, Wilcoxon
+signed-rank and paired t p-values, Holm-adjusted **within the comparison's family** (column
+``family``; the comparisons no family declares form the exploratory family ``undeclared``), and
+win/tie/loss counts. Outcomes: the declared ``analysis.primary`` and ``analysis.secondary``
+(``paired_primary``, ``paired_secondary``) when the config declares them, and always the metric
+at the last epoch (``final``) and its mean over epochs ``1..min(5, epochs)`` (``early``). Each
+row gets a ``verdict`` (:func:`netinit.experiments.report_text.verdict`): ``reproduced``, ``not
+reproduced: effects above X excluded`` or ``inconclusive``. Also: the relative improvement over
+the baseline per epoch (:func:`netinit.experiments.stats.relative_improvement`), the provenance of
+the runs (versions, threads, Wilcoxon method), the manipulation check (the layers' weight and
+activation correlation at initialisation and at the end, per condition) and, for regularised
+conditions, the dose table (penalty over task loss, change of the activation correlation),
 a Friedman test with Nemenyi post-hoc and critical difference over all conditions
 (:func:`netinit.experiments.stats.friedman_nemenyi`), and the seeds a paired t-test would need to detect each
 observed difference with 80% power (:func:`netinit.experiments.stats.seeds_needed`, the folder as a pilot).
@@ -42,21 +52,33 @@ from netinit.experiments.report_html import REPORT_FILES, write_report
 from netinit.experiments.report_tables import (
     ResultsReport,
     compare_table,
+    dose_table,
     epoch_table,
+    family_plan,
     layer_table,
+    manipulation_table,
     outcome_column,
     pairing_check,
     planned_comparisons,
     power_rows,
+    provenance_table,
     runs_index,
 )
-from netinit.experiments.report_text import claim_check, conclusion_text, headline_text, p_text, sentence_text
+from netinit.experiments.report_text import (
+    claim_check,
+    claim_verdicts,
+    conclusion_text,
+    headline_text,
+    p_text,
+    sentence_text,
+    verdict,
+)
 from netinit.experiments.stats import StatsError, friedman_nemenyi, relative_improvement
 from netinit.experiments.structure import structure_change, structure_tests
 
 __all__ = ["ResultsReport", "analyse", "write_report", "compare_results", "planned_comparisons",
-           "epoch_table", "layer_table", "conclusion_text", "claim_check", "structure_change",
-           "structure_tests", "REPORT_FILES"]
+           "epoch_table", "layer_table", "conclusion_text", "claim_check", "claim_verdicts", "verdict",
+           "structure_change", "structure_tests", "REPORT_FILES"]
 
 EARLY_EPOCHS = 5
 
@@ -80,9 +102,10 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
         Also draw the figures (``report.figures``).
     """
     from netinit.experiments import plots
+    from netinit.experiments.config import OUTCOMES
 
-    if metric not in ("test_acc", "train_acc", "test_loss", "train_loss"):
-        raise ValueError(f"metric must be one of test_acc, train_acc, test_loss, train_loss; got {metric!r}")
+    if metric not in OUTCOMES:
+        raise ValueError(f"metric must be one of {', '.join(OUTCOMES)}; got {metric!r}")
     order = [c.label for c in cfg.grid.conditions() if c.label in set(runs["method"])]
     base = cfg.grid.baseline_label
     idx = runs_index(runs, metric)
@@ -118,16 +141,36 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
         notes.append(f"only {int(seeds_ok.min())} finished seeds for some condition: a two-sided Wilcoxon test "
                      f"needs at least 6 paired seeds to reach p < 0.05, and bootstrap intervals from so few seeds "
                      f"are rough; treat this as a pilot (its power estimate says how many seeds to run)")
-    pairs = planned_comparisons(cfg)
+    pairs, plan_notes = family_plan(cfg)
+    notes += plan_notes
+    A = cfg.analysis
     final_what = f"{metric} at the last epoch ({E})"
     early_what = f"mean {metric} over epochs {early[0]}-{early[-1]}"
-    tables["paired_final"], n1 = compare_table(final_v, pairs)
-    tables["paired_early"], n2 = compare_table(early_v, pairs)
-    notes += n1 + [n for n in n2 if n not in n1]
-    for key, what in (("paired_final", final_what), ("paired_early", early_what)):
-        conclusions.append(headline_text(tables[key], what, alpha))
-    for key, what in (("paired_final", final_what), ("paired_early", early_what)):
-        conclusions += [sentence_text(r, what, metric, alpha) for r in tables[key].itertuples(index=False)]
+    outcomes = {"paired_final": (final_v, final_what, metric), "paired_early": (early_v, early_what, metric)}
+    for role in ("primary", "secondary"):
+        measure = getattr(A, role)
+        if measure and measure in ep.columns:
+            w = getattr(A, f"{role}_epochs")
+            first, last = (E, E) if w[0] == 0 else (min(w[0], E), E if w[1] == 0 else min(w[1], E))
+            when = f"epoch {first}" if first == last else f"mean over epochs {first}-{last}"
+            outcomes[f"paired_{role}"] = (outcome_column(ep, measure, list(range(first, last + 1))),
+                                          f"{role} outcome: {measure}, {when}", measure)
+        elif measure:
+            notes.append(f"the declared {role} outcome {measure!r} is not in these runs (recorded by a later netinit)")
+    for key in ("paired_primary", "paired_secondary", "paired_final", "paired_early"):
+        if key not in outcomes:
+            continue
+        values, what, measure = outcomes[key]
+        t, more = compare_table(values, pairs, margin=A.margin if "acc" in measure else 0.0)
+        notes += [n for n in more if n not in notes]
+        if not t.empty:
+            t["verdict"] = [verdict(r, alpha, measure) for r in t.itertuples(index=False)]
+        tables[key] = t
+    for key in outcomes:
+        conclusions.append(headline_text(tables[key], outcomes[key][1], alpha))
+    for key in outcomes:
+        conclusions += [sentence_text(r, outcomes[key][1], outcomes[key][2], alpha)
+                        for r in tables[key].itertuples(index=False)]
     tables["power"] = power_rows(final_v, tables["paired_final"]) if not tables["paired_final"].empty else pd.DataFrame()
     for r in tables["power"].itertuples(index=False):
         need = "no number of seeds (the pilot shows no difference)" if pd.isna(r.seeds_needed_80) else \
@@ -169,9 +212,13 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
         tables["init_structure"] = st.sort_values(["_o", "layer"], kind="stable").drop(columns="_o").reset_index(drop=True)
     else:
         tables["init_structure"] = pd.DataFrame()
-    headlines = conclusions[:2] + [c for c in conclusions if c.startswith("Friedman test")]
+    tables["provenance"] = provenance_table(runs)
+    tables["manipulation"] = manipulation_table(lay, E)
+    if any(c.regulariser != "none" for c in cfg.grid.conditions()):
+        tables["dose"] = dose_table(ep, lay, cfg, E)
+    headlines = conclusions[:len(outcomes)] + [c for c in conclusions if c.startswith("Friedman test")]
     rep = ResultsReport(cfg, _config_hash(cfg), metric, tables, conclusions, notes, alpha, headlines,
-                        {"paired_final": final_what, "paired_early": early_what})
+                        {k: v[1] for k, v in outcomes.items()})
     if figures and len(ep):
         rep.figures["learning_curves"] = plots.learning_curves(ep, metrics=(metric, "train_loss"), order=order)
         if not tables["relative_per_epoch"].empty:

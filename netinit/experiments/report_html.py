@@ -50,7 +50,12 @@ _CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-heigh
         "table{border-collapse:collapse;font-size:0.8em;margin:0.5em 0}td,th{border:1px solid #ccc;"
         "padding:2px 6px;text-align:right}td:first-child{text-align:left}th{background:#f3f3f3}li{margin:0.3em 0}img{max-width:100%}"
         ".note{color:#8a4b00}.scroll{overflow-x:auto}")
-_SECTIONS = (("paired_final", "Paired comparisons: last epoch"), ("paired_early", "Paired comparisons: early epochs"),
+_SECTIONS = (("paired_primary", "Paired comparisons: the declared primary outcome"),
+             ("paired_secondary", "Paired comparisons: the declared secondary outcome"),
+             ("paired_final", "Paired comparisons: last epoch"), ("paired_early", "Paired comparisons: early epochs"),
+             ("manipulation", "Manipulation check: correlation and strength variance at initialisation and at the end"),
+             ("dose", "Regularisers: dose (penalty over task loss) and change of the activation correlation"),
+             ("provenance", "Provenance: versions, threads and the Wilcoxon method"),
              ("relative_per_epoch", "Relative improvement over the baseline per epoch"),
              ("power", "Seeds needed (this folder as a pilot)"), ("friedman_ranks", "Friedman average ranks"),
              ("nemenyi", "Nemenyi post-hoc p-values"), ("summary", "Per-condition summary at the last epoch"),
@@ -60,17 +65,27 @@ _SECTIONS = (("paired_final", "Paired comparisons: last epoch"), ("paired_early"
 
 def _glance(t: pd.DataFrame, metric: str, alpha: float) -> pd.DataFrame:
     sign = -1.0 if "loss" in metric else 1.0
+    fam = (t["family"] + " (" + t["role"] + ")") if "family" in t else "all"
     return pd.DataFrame({
-        "comparison": t["method"] + " vs " + t["reference"], "kind": t["kind"], "seeds": t["n"],
+        "comparison": t["method"] + " vs " + t["reference"], "family": fam, "kind": t["kind"], "seeds": t["n"],
         "difference (95% CI)": [f"{pts_text(sign * r.mean_diff, metric)} ({pts_text(sign * r.diff_ci_low, metric)} to "
                                 f"{pts_text(sign * r.diff_ci_high, metric)})" for r in t.itertuples()],
         "relative": [f"{100 * x:+.2f}%" for x in t["rel_improvement"]],
         "Wilcoxon p (Holm)": [f"{fmt_p(a)} ({fmt_p(b)})" for a, b in zip(t["p_wilcoxon"], t["p_wilcoxon_holm"])],
         "t-test p (Holm)": [f"{fmt_p(a)} ({fmt_p(b)})" for a, b in zip(t["p_ttest"], t["p_ttest_holm"])],
         "wins/ties/losses": [f"{r.wins}/{r.ties}/{r.losses}" for r in t.itertuples()],
-        "verdict": ["better" if (h < alpha and d > 0) else "worse" if h < alpha else "no significant difference"
-                    for h, d in zip(t["p_wilcoxon_holm"], t["mean_diff"])],
+        "significance": ["better" if (h < alpha and d > 0) else "worse" if h < alpha else "no significant difference"
+                         for h, d in zip(t["p_wilcoxon_holm"], t["mean_diff"])],
+        "SD ratio (Pitman-Morgan p)": [f"{r:.2f} ({fmt_p(p)})" if r == r and p == p else "n/a"
+                                       for r, p in zip(t.get("sd_ratio", [float("nan")] * len(t)),
+                                                       t.get("p_pitman_morgan", [float("nan")] * len(t)))],
+        "verdict": t["verdict"] if "verdict" in t else "",
     })
+
+
+def _provenance(rep: ResultsReport) -> str:
+    t = rep.tables.get("provenance", pd.DataFrame())
+    return "; ".join(f"{r.item}: {r.values}" for r in t.itertuples(index=False)) if not t.empty else "not recorded"
 
 
 def _html(rep: ResultsReport, figs: dict[str, str]) -> str:
@@ -89,13 +104,17 @@ def _html(rep: ResultsReport, figs: dict[str, str]) -> str:
              f"</b>; {len(runs)} runs ({int((runs['status'] == 'ok').sum())} finished, "
              f"{int((runs['status'] != 'ok').sum())} diverged) over {runs['seed'].nunique()} seeds; {html.escape(vers)}.</p>",
              "<p>Every method is compared with its reference on the same seeds (same initial draw, data split "
-             "and batch order): mean paired difference with a BCa bootstrap 95% CI, Wilcoxon signed-rank and "
-             "paired t-test p-values with Holm's correction over the comparisons of a table, wins/ties/losses. "
-             "A verdict is significant when the Holm-adjusted Wilcoxon p-value is below alpha.</p>",
+             "and batch order): mean paired difference with a BCa bootstrap 95% CI and a 90% t-interval (TOST "
+             "against the declared margin), the relative change as a ratio of means with a paired bootstrap CI, "
+             "the SD ratio over seeds with the Pitman-Morgan test, Wilcoxon signed-rank and paired t-test "
+             "p-values with Holm's correction within each comparison's family, wins/ties/losses. A comparison "
+             "is significant when the Holm-adjusted Wilcoxon p-value is below alpha; its verdict is "
+             "'reproduced', 'not reproduced: effects above X excluded' or 'inconclusive'.</p>",
+             f"<p>Provenance: {html.escape(_provenance(rep))}</p>",
              "<h2>Verdicts</h2><ul>", *[f"<li><b>{html.escape(s)}</b></li>" for s in rep.headlines], "</ul>"]
     if rep.notes:
         parts += ["<h2>Notes</h2><ul>", *[f"<li class='note'>{html.escape(n)}</li>" for n in rep.notes], "</ul>"]
-    for key in ("paired_final", "paired_early"):
+    for key in ("paired_primary", "paired_secondary", "paired_final", "paired_early"):
         t = rep.tables.get(key, pd.DataFrame())
         if not t.empty:
             parts += [f"<h2>At a glance: {html.escape(rep.outcomes.get(key, key))}</h2>",

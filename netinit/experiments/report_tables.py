@@ -18,11 +18,23 @@ from typing import Any
 import pandas as pd
 
 from netinit.experiments.config import Condition, ExperimentConfig, Method
-from netinit.experiments.stats import StatsError, holm, paired_comparison, paired_differences, seeds_needed
+from netinit.experiments.stats import (
+    StatsError,
+    holm_within,
+    paired_comparison,
+    paired_differences,
+    seeds_needed,
+)
 
-__all__ = ["ResultsReport", "epoch_table", "layer_table", "planned_comparisons"]
+__all__ = ["ResultsReport", "epoch_table", "layer_table", "planned_comparisons", "family_plan", "provenance_table",
+           "manipulation_table", "dose_table"]
 
-VERSION_COLUMNS = ("python_version", "torch_version", "numpy_version", "netinit_version")
+VERSION_COLUMNS = ("python_version", "torch_version", "numpy_version", "scipy_version", "netinit_version")
+#: Provenance columns of a run table shown by the report (versions, threads, the Wilcoxon method).
+PROVENANCE_COLUMNS = (*VERSION_COLUMNS, "torch_threads", "torch_interop_threads", "omp_num_threads",
+                      "mkl_num_threads", "wilcoxon_method")
+#: The family of the comparisons a config does not declare.
+UNDECLARED = "undeclared"
 
 
 @dataclass
@@ -90,9 +102,90 @@ def planned_comparisons(cfg: ExperimentConfig) -> list[tuple[str, str, str]]:
     return out
 
 
+def family_plan(cfg: ExperimentConfig) -> tuple[list[tuple[str, str, str, str, str]], list[str]]:
+    """``(condition, reference, kind, family, role)`` of every comparison, and notes on the plan.
+
+    The comparisons of the config's ``[[families]]`` first, each in its declared family; then the
+    planned comparisons (:func:`planned_comparisons`) that no family declares, in one exploratory
+    family named :data:`UNDECLARED`. Without declared families that family holds all of them.
+    """
+    planned = planned_comparisons(cfg)
+    kinds = {(a, b): k for a, b, k in planned}
+    out, seen = [], set()
+    for f in cfg.families:
+        for a, b in f.pairs:
+            if (a, b) not in seen:
+                out.append((a, b, kinds.get((a, b), "declared"), f.name, f.role))
+                seen.add((a, b))
+    rest = [(a, b, k, UNDECLARED, "exploratory") for a, b, k in planned if (a, b) not in seen]
+    notes = []
+    if not cfg.families:
+        notes.append("the config declares no families: every comparison of a table forms one exploratory "
+                     "family, and Holm's correction runs over all of them")
+    elif rest:
+        notes.append(f"{len(rest)} comparison(s) no family declares are reported as the exploratory family "
+                     f"{UNDECLARED!r} (Holm within it)")
+    return out + rest, notes
+
+
+def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The distinct values of each provenance column (:data:`PROVENANCE_COLUMNS`) over the runs."""
+    rows = [{"item": c, "values": ", ".join(sorted({str(v) for v in runs[c].unique()}))}
+            for c in PROVENANCE_COLUMNS if c in runs.columns]
+    for c in PROVENANCE_COLUMNS:
+        if c not in runs.columns:
+            rows.append({"item": c, "values": "not recorded (runs of an earlier netinit)"})
+    return pd.DataFrame(rows, columns=["item", "values"])
+
+
+def manipulation_table(lay: pd.DataFrame, last_epoch: int) -> pd.DataFrame:
+    """The manipulation check: per condition and layer, mean over seeds of the weight and activation
+    correlation (``corr_in_mean_abs``, ``act_mean_abs_r``) and the in-strength variance at
+    initialisation and after the last epoch."""
+    keep = [c for c in ("corr_in_mean_abs", "act_mean_abs_r", "in_strength_var") if c in lay.columns]
+    if lay.empty or not keep:
+        return pd.DataFrame()
+    part = lay[lay["epoch"].isin([0, last_epoch])]
+    t = part.groupby(["method", "layer", "epoch"], sort=False)[keep].mean().unstack("epoch")
+    t.columns = [f"{m}_{'init' if e == 0 else 'final'}" for m, e in t.columns]
+    return t.reset_index()
+
+
+def dose_table(ep: pd.DataFrame, lay: pd.DataFrame, cfg: ExperimentConfig, last_epoch: int) -> pd.DataFrame:
+    """Per regularised condition: how much it changed what it targets (the hidden layers' activation
+    correlation, paired with the same method without regulariser, at the last epoch and averaged
+    over the epochs it was recorded at) and its dose (mean penalty over mean task loss)."""
+    rows = []
+    hidden = lay[(lay["layer"] != "out") & lay.get("act_mean_abs_r", pd.Series(dtype=float)).notna()] \
+        if "act_mean_abs_r" in lay.columns else lay.iloc[:0]
+    for c in cfg.grid.conditions():
+        if c.regulariser == "none":
+            continue
+        ref = Condition(c.method, "none").label
+        row: dict[str, Any] = {"method": c.label, "reference": ref, "penalty": c.penalty,
+                               "coef": c.coef(cfg.regulariser.coef)}
+        e = ep[ep["method"] == c.label]
+        if "reg_penalty" in e and "train_loss_running" in e and e["train_loss_running"].notna().any():
+            row["penalty_over_loss"] = float(e["reg_penalty"].mean() / e["train_loss_running"].mean())
+        elif "reg_penalty" in e:
+            row["penalty_over_loss"] = float(e["reg_penalty"].mean() / e["train_loss"].mean())
+        for layer, part in hidden.groupby("layer"):
+            for when, sub in (("final", part[part["epoch"] == last_epoch]), ("mean", part[part["epoch"] >= 1])):
+                v = sub.groupby(["method", "seed"])["act_mean_abs_r"].mean().rename("value").reset_index()
+                try:
+                    d = paired_differences(v, method=c.label, baseline=ref, value="value")
+                except StatsError:
+                    continue
+                if len(d):
+                    row[f"{layer}_act_r_ref_{when}"] = float(d["base"].mean())
+                    row[f"{layer}_act_r_change_{when}"] = float(d["diff"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def runs_index(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     meta = [c for c in ("init", "base", "regulariser", "status", "error", "base_draw", "data_order", "seconds",
-                        *VERSION_COLUMNS) if c in runs.columns]
+                        *PROVENANCE_COLUMNS) if c in runs.columns]
     idx = runs.groupby(["method", "seed"], sort=False)[meta].first()
     ep = runs[runs["layer"] == ""]
     idx["last_epoch"] = ep.groupby(["method", "seed"])["epoch"].max()
@@ -121,9 +214,12 @@ def outcome_column(ep: pd.DataFrame, metric: str, epochs: list[int]) -> pd.DataF
     return v.rename("value").reset_index()
 
 
-def compare_table(values: pd.DataFrame, pairs: list[tuple[str, str, str]]) -> tuple[pd.DataFrame, list[str]]:
+def compare_table(values: pd.DataFrame, pairs: list[tuple], *, margin: float = 0.0) -> tuple[pd.DataFrame, list[str]]:
+    """Paired comparisons of ``pairs`` (``(condition, reference, kind[, family, role])``), Holm within
+    each family (one family when none is given)."""
     rows, notes = [], []
-    for m, ref, kind in pairs:
+    for m, ref, kind, *fam in pairs:
+        family, role = fam if fam else ("all", "exploratory")
         sub = values[values["method"].isin([m, ref])]
         if sub["method"].nunique() < 2:
             notes.append(f"{m} vs {ref}: no finished runs of {m if ref in set(sub['method']) else ref}")
@@ -131,18 +227,20 @@ def compare_table(values: pd.DataFrame, pairs: list[tuple[str, str, str]]) -> tu
         try:
             with warnings.catch_warnings():  # BCa on 2-3 seeds: numpy warns, stats falls back
                 warnings.simplefilter("ignore", RuntimeWarning)
-                r = paired_comparison(sub, baseline=ref, value="value", rng=0).iloc[0].to_dict()
+                r = paired_comparison(sub, baseline=ref, value="value", rng=0, margin=margin).iloc[0].to_dict()
         except StatsError as e:
             notes.append(f"{m} vs {ref}: not tested: {e}")
             continue
-        r.update(reference=ref, kind=kind)
+        r.update(reference=ref, kind=kind, family=family, role=role)
         rows.append(r)
     if not rows:
         return pd.DataFrame(), notes
     t = pd.DataFrame(rows).drop(columns=["baseline"])
-    t["p_wilcoxon_holm"] = holm(t["p_wilcoxon"].to_numpy())
-    t["p_ttest_holm"] = holm(t["p_ttest"].to_numpy())
-    cols = ["method", "reference", "kind"] + [c for c in t.columns if c not in ("method", "reference", "kind")]
+    t["family_size"] = t.groupby("family")["method"].transform("size")
+    t["p_wilcoxon_holm"] = holm_within(t, "p_wilcoxon")
+    t["p_ttest_holm"] = holm_within(t, "p_ttest")
+    first = ("method", "reference", "kind", "family", "role", "family_size")
+    cols = list(first) + [c for c in t.columns if c not in first]
     return t[cols], notes
 
 

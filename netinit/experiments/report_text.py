@@ -2,8 +2,20 @@
 
 The verdict of one paired comparison (:func:`sentence_text`) and of a table of them
 (:func:`headline_text`), the number formats they share with the HTML tables, and the narrative helpers
-the notebooks use: :func:`conclusion_text` (Markdown bullets for a subset of the comparisons) and
-:func:`claim_check` (a claimed relative improvement against the measured one).
+the notebooks use: :func:`conclusion_text` (Markdown bullets for a subset of the comparisons),
+:func:`claim_check` (a claimed relative improvement against the measured one), and the verdict of a
+claim, :func:`verdict` and :func:`claim_verdicts`:
+
+``reproduced``
+    the Holm-adjusted (within its family) Wilcoxon p-value is below alpha and the difference
+    is in the claimed direction (higher accuracy, lower loss);
+``not reproduced: effects above X excluded``
+    not significant (or significant the other way: ``the effect is reversed``), and the upper
+    end X of the 90% t-interval of the paired difference (a one-sided 95% bound: the TOST bound)
+    lies below the declared margin ``analysis.margin`` (or the claimed effect): effects as
+    large as the claim are excluded by the data;
+``inconclusive``
+    neither: the interval still holds effects of the declared size.
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ import pandas as pd
 
 from netinit.experiments.report_tables import ResultsReport
 
-__all__ = ["conclusion_text", "claim_check"]
+__all__ = ["conclusion_text", "claim_check", "verdict", "claim_verdicts"]
 
 
 # --------------------------------------------------------------------------- sentences
@@ -37,18 +49,42 @@ def _val(x: float, metric: str) -> str:
     return f"{100 * x:.2f}%" if "acc" in metric else f"{x:.4g}"
 
 
+def verdict(r: Any, alpha: float, metric: str = "test_acc", *, claimed: float | None = None) -> str:
+    """``reproduced``, ``not reproduced: ...`` or ``inconclusive`` for one comparison row (module
+    docstring); ``claimed`` (in the outcome's units, higher = better) replaces the row's margin."""
+    sig = r.p_wilcoxon_holm < alpha
+    if sig and r.mean_diff > 0:
+        return "reproduced"
+    target = claimed if claimed is not None else getattr(r, "margin", 0.0)
+    bound = getattr(r, "diff_ci90_high", float("nan"))
+    sign = -1.0 if "loss" in metric else 1.0
+    if target and target > 0 and bound < target:
+        what = ("effects above " if sign > 0 else "loss reductions beyond ") + pts_text(bound, metric).lstrip("+")
+        return ("not reproduced: the effect is reversed; " if sig else "not reproduced: ") + f"{what} excluded"
+    if sig:
+        return "not reproduced: the effect is reversed"
+    return "inconclusive"
+
+
 def sentence_text(r: Any, what: str, metric: str, alpha: float) -> str:
     sign = 1.0 if "loss" not in metric else -1.0  # values of losses were negated for the tests
     sig = r.p_wilcoxon_holm < alpha
     better = r.mean_diff > 0
     verdict = (("significantly better" if better else "significantly worse") if sig
                else "no significant difference")
-    return (f"{r.method} vs {r.reference} ({r.kind}), {what}: {_val(sign * r.mean_method, metric)} vs "
+    fam = f"; family {r.family} ({r.role})" if hasattr(r, "family") else ""
+    return (f"{r.method} vs {r.reference} ({r.kind}{fam}), {what}: {_val(sign * r.mean_method, metric)} vs "
             f"{_val(sign * r.mean_base, metric)}, paired difference {pts_text(sign * r.mean_diff, metric)} "
             f"(95% CI {pts_text(sign * r.diff_ci_low, metric)} to {pts_text(sign * r.diff_ci_high, metric)}; "
-            f"relative {100 * r.rel_improvement:+.2f}%), Wilcoxon {p_text(r.p_wilcoxon)} "
+            f"relative {100 * r.rel_improvement:+.2f}%"
+            + (f", CI {100 * r.rel_ci_low:+.2f}% to {100 * r.rel_ci_high:+.2f}%" if hasattr(r, "rel_ci_low") else "")
+            + (f"; SD ratio {r.sd_ratio:.2f}, Pitman-Morgan {p_text(r.p_pitman_morgan)}"
+               if hasattr(r, "sd_ratio") and r.sd_ratio == r.sd_ratio and r.p_pitman_morgan == r.p_pitman_morgan
+               else "")
+            + f"), Wilcoxon {p_text(r.p_wilcoxon)} "
             f"(Holm {fmt_p(r.p_wilcoxon_holm)}), paired t {p_text(r.p_ttest)}; {r.wins} wins, "
             f"{r.ties} ties, {r.losses} losses over {r.n} seeds: {verdict} at alpha = {alpha}"
+            + (f"; verdict: {r.verdict}" if hasattr(r, "verdict") else "")
             + (f" (with {r.n} seeds the Wilcoxon test cannot reach p < 0.05; it needs 6 or more)." if r.n < 6 else "."))
 
 
@@ -58,7 +94,9 @@ def headline_text(table: pd.DataFrame, what: str, alpha: float) -> str:
     sig = table[table["p_wilcoxon_holm"] < alpha]
     up = sig[sig["mean_diff"] > 0]["method"] + " vs " + sig[sig["mean_diff"] > 0]["reference"]
     down = sig[sig["mean_diff"] < 0]["method"] + " vs " + sig[sig["mean_diff"] < 0]["reference"]
-    s = f"{what}: {len(sig)} of {len(table)} comparisons significant after Holm correction (alpha = {alpha})"
+    fams = table["family"].nunique() if "family" in table else 1
+    s = (f"{what}: {len(sig)} of {len(table)} comparisons significant after Holm correction within "
+         f"{'each of ' + str(fams) + ' families' if fams > 1 else 'one family'} (alpha = {alpha})")
     if len(up):
         s += "; better: " + ", ".join(up)
     if len(down):
@@ -110,8 +148,11 @@ def claim_check(rep: ResultsReport, method: str, reference: str, claimed: float,
                 table: str = "paired_early") -> str:
     """One sentence comparing a claimed relative improvement (0.40 = +40%) with the measured one.
 
-    The measured relative improvement is the mean paired difference over the reference's mean;
-    its interval is the CI of the difference divided by that mean.
+    The measured relative improvement is the ratio of the means minus 1
+    (:func:`netinit.experiments.stats.ratio_of_means`) with its paired bootstrap 95% CI; the
+    sentence ends with the verdict: ``reproduced`` (significant, in the claimed direction),
+    ``not reproduced: effects above X excluded`` (the claimed value lies above the interval,
+    whose upper end is X) or ``inconclusive``.
     """
     t = rep.tables.get(table, pd.DataFrame())
     row = t[(t["method"] == method) & (t["reference"] == reference)] if not t.empty else t
@@ -120,9 +161,47 @@ def claim_check(rep: ResultsReport, method: str, reference: str, claimed: float,
         return (f"The claim of {100 * claimed:+.0f}% for {method} over {reference} ({what}) could not be "
                 f"checked: no paired test was possible (see the notes).")
     r = row.iloc[0]
-    lo, hi = r["diff_ci_low"] / r["mean_base"], r["diff_ci_high"] / r["mean_base"]
+    lo, hi = (r["rel_ci_low"], r["rel_ci_high"]) if "rel_ci_low" in r else \
+        (r["diff_ci_low"] / r["mean_base"], r["diff_ci_high"] / r["mean_base"])
     where = "inside" if lo <= claimed <= hi else ("above" if claimed > hi else "below")
     return (f"Claimed: {100 * claimed:+.0f}% relative for {method} over {reference}. Measured ({what}, "
             f"{int(r['n'])} seeds): {100 * r['rel_improvement']:+.1f}% (95% CI {100 * lo:+.1f}% to "
-            f"{100 * hi:+.1f}%), Wilcoxon {p_text(r['p_wilcoxon'])} (Holm {fmt_p(r['p_wilcoxon_holm'])}); "
-            f"the claimed value lies {where} the interval.")
+            f"{100 * hi:+.1f}%), Wilcoxon {p_text(r['p_wilcoxon'])} (Holm {fmt_p(r['p_wilcoxon_holm'])}"
+            f"{', family ' + str(r['family']) if 'family' in r else ''}); the claimed value lies {where} "
+            f"the interval: {_relative_verdict(r, lo, hi, claimed, rep.alpha)}.")
+
+
+def _relative_verdict(r: Any, lo: float, hi: float, claimed: float, alpha: float) -> str:
+    if r["p_wilcoxon_holm"] < alpha and r["mean_diff"] > 0:
+        return "reproduced" if claimed <= hi else f"reproduced in direction, but effects above {100 * hi:+.1f}% excluded"
+    if claimed > hi:
+        return f"not reproduced: effects above {100 * hi:+.1f}% excluded"
+    return "inconclusive"
+
+
+def claim_verdicts(rep: ResultsReport, claims: Sequence[tuple[str, str, str]], *,
+                   table: str | None = None) -> pd.DataFrame:
+    """One row per claim ``(claim text, condition, reference)``: the verdict from ``rep``'s numbers.
+
+    ``table`` defaults to the declared primary outcome (``paired_primary``) when the report has
+    it, else ``paired_early``. Columns: ``claim, comparison, family, n, difference, ci90_high,
+    margin, p_holm, verdict`` (``verdict`` as :func:`verdict`; ``not tested`` when the comparison
+    could not be made).
+    """
+    key = table or ("paired_primary" if "paired_primary" in rep.tables else "paired_early")
+    t = rep.tables.get(key, pd.DataFrame())
+    measure = rep.outcomes.get(key, rep.metric)
+    rows = []
+    for text, m, ref in claims:
+        row = t[(t["method"] == m) & (t["reference"] == ref)] if not t.empty else t
+        if row.empty:
+            rows.append({"claim": text, "comparison": f"{m} vs {ref}", "outcome": measure, "family": "",
+                         "n": 0, "difference": float("nan"), "ci90_high": float("nan"),
+                         "margin": rep.config.analysis.margin, "p_holm": float("nan"), "verdict": "not tested"})
+            continue
+        r = next(row.itertuples(index=False))
+        rows.append({"claim": text, "comparison": f"{m} vs {ref}", "outcome": measure,
+                     "family": getattr(r, "family", ""), "n": int(r.n), "difference": float(r.mean_diff),
+                     "ci90_high": float(r.diff_ci90_high), "margin": float(r.margin),
+                     "p_holm": float(r.p_wilcoxon_holm), "verdict": verdict(r, rep.alpha, rep.metric)})
+    return pd.DataFrame(rows)

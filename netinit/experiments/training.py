@@ -5,8 +5,11 @@ method (:func:`netinit.experiments.models.initialise`), trains it and records, a
 (``epoch, layer, measure, value`` plus the run's identity):
 
 * per epoch (``layer = ""``; epoch 0 is before training): ``train_loss``, ``train_acc`` (the whole
-  training set in eval mode), ``test_loss``, ``test_acc``, and ``reg_penalty`` (mean penalty of
-  the epoch) for a regularised condition;
+  training set in eval mode after the epoch), ``test_loss``, ``test_acc``; from epoch 1 also
+  ``train_acc_running`` and ``train_loss_running``, the means over the epoch's mini-batches of
+  the accuracy and loss of each batch as it was trained on (what papers report as "epoch-1
+  training accuracy"; weighted by batch size), and ``reg_penalty`` (mean penalty of the epoch)
+  for a regularised condition;
 * per Linear/Conv layer at initialisation (epoch 0) and at the end (every epoch with
   ``stats.every_epoch``): strength variances, weight spread and correlation of the incoming
   weight vectors (:func:`netinit.metrics.layer_summary`); for the hidden layers the diversity of
@@ -15,8 +18,11 @@ method (:func:`netinit.experiments.models.initialise`), trains it and records, a
 
 Every row carries ``config_hash``, ``method`` (the condition label), ``init``, ``base``,
 ``regulariser``, ``seed``, ``status`` (``ok`` or ``diverged``), ``error``, the fingerprints
-``base_draw``, ``init_weights``, ``data_order``, ``seconds``, ``torch_threads`` and the versions of
-python, torch, numpy and netinit.
+``base_draw``, ``init_weights``, ``data_order``, ``seconds``, and the provenance: the versions of
+python, torch, numpy, scipy and netinit, ``torch_threads`` and ``torch_interop_threads``, the
+thread variables ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (``""`` when unset) and
+``wilcoxon_method`` (how the report's Wilcoxon tests are computed,
+:data:`netinit.experiments.stats.WILCOXON_METHOD`).
 
 **Paired design.** For a seed every condition shares the train/test split (``data.split_seed``),
 the order of the mini-batches (stream ``(seed, "batch-order")``), the biases and, for methods of
@@ -49,7 +55,8 @@ from netinit.experiments.models import build_model, initialise, weight_layers
 __all__ = ["train_run", "EPOCH_MEASURES", "LAYER_MEASURES", "ACT_MEASURES"]
 
 #: Per-epoch measures (rows with ``layer == ""``).
-EPOCH_MEASURES = ("train_loss", "train_acc", "test_loss", "test_acc", "reg_penalty")
+EPOCH_MEASURES = ("train_loss", "train_acc", "test_loss", "test_acc", "train_acc_running", "train_loss_running",
+                  "reg_penalty")
 #: Per-layer weight statistics taken from :func:`netinit.metrics.layer_summary`.
 LAYER_MEASURES = ("in_strength_var", "out_strength_var", "weight_std", "corr_in_mean_abs",
                   "corr_in_max_abs", "effective_n_in")
@@ -59,19 +66,29 @@ ACT_MEASURES = ("act_mean_abs_r", "act_max_abs_r", "act_effective_n", "dead_neur
 
 @functools.lru_cache(maxsize=4)
 def _dataset(data_cfg: Any) -> Any:
-    from netinit.experiments.datasets import load_dataset
+    from netinit.experiments.datasets import load_dataset, subsample
 
-    return load_dataset(data_cfg.name, seed=data_cfg.split_seed, test_size=data_cfg.test_size,
-                        path=data_cfg.path, n_samples=data_cfg.n_samples)
+    d = load_dataset(data_cfg.name, seed=data_cfg.split_seed, test_size=data_cfg.test_size,
+                     path=data_cfg.path, n_samples=data_cfg.n_samples)
+    if data_cfg.n_train or data_cfg.n_test:
+        d = subsample(d, data_cfg.n_train, n_test=data_cfg.n_test, seed=data_cfg.split_seed)
+    return d
 
 
-def _versions() -> dict[str, str]:
+def _versions() -> dict[str, Any]:
+    import os
+
+    import scipy
     import torch
 
     import netinit
+    from netinit.experiments.stats import WILCOXON_METHOD
 
     return {"python_version": platform.python_version(), "torch_version": torch.__version__,
-            "numpy_version": np.__version__, "netinit_version": netinit.__version__}
+            "numpy_version": np.__version__, "scipy_version": scipy.__version__,
+            "netinit_version": netinit.__version__, "torch_interop_threads": torch.get_num_interop_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+            "mkl_num_threads": os.environ.get("MKL_NUM_THREADS", ""), "wilcoxon_method": WILCOXON_METHOD}
 
 
 def _evaluate(model: Any, X: Any, y: Any) -> tuple[float, float]:
@@ -186,8 +203,8 @@ def train_run(cfg: ExperimentConfig, condition: Condition, seed: int, *, data: A
         from netinit.diversity import Decorrelation
 
         r = cfg.regulariser
-        reg = Decorrelation(model, kind=condition.regulariser, schedule=r.schedule, epochs=r.schedule_epochs,
-                            coef=r.coef, activation=cfg.model.activation)
+        reg = Decorrelation(model, kind=condition.penalty, schedule=r.schedule, epochs=r.schedule_epochs,
+                            coef=condition.coef(r.coef), activation=cfg.model.activation)
     order = torch.Generator().manual_seed(torch_seed(seed, "batch-order"))
     n, bs = len(Xtr), cfg.train.batch_size
     first = torch.randperm(n, generator=order)
@@ -197,10 +214,14 @@ def train_run(cfg: ExperimentConfig, condition: Condition, seed: int, *, data: A
             if status != "ok":
                 break
             perm = first if epoch == 1 else torch.randperm(n, generator=order)
-            pen_sum, steps = 0.0, 0
+            pen_sum, steps, seen, run_correct, run_loss = 0.0, 0, 0, 0, 0.0
             for step, start in enumerate(range(0, n, bs), start=1):
                 idx = perm[start:start + bs]
-                loss = F.cross_entropy(model(Xtr[idx]), ytr[idx])
+                logits = model(Xtr[idx])
+                loss = F.cross_entropy(logits, ytr[idx])
+                seen += len(idx)
+                run_correct += int((logits.detach().argmax(1) == ytr[idx]).sum())
+                run_loss += float(loss.detach()) * len(idx)
                 if reg is not None:
                     pen = reg()
                     pen_sum += float(pen.detach())
@@ -214,6 +235,8 @@ def train_run(cfg: ExperimentConfig, condition: Condition, seed: int, *, data: A
                 steps += 1
             if status != "ok":
                 break
+            rows.extend([(epoch, "", "train_acc_running", run_correct / max(seen, 1)),
+                         (epoch, "", "train_loss_running", run_loss / max(seen, 1))])
             if reg is not None:
                 reg.step_epoch()
                 rows.append((epoch, "", "reg_penalty", pen_sum / max(steps, 1)))

@@ -30,7 +30,9 @@ def test_run_table_is_tidy_and_complete(tiny_results):
     one = runs[(runs["method"] == "default") & (runs["seed"] == 0)]
     ep = one[one["layer"] == ""]
     assert sorted(ep["epoch"].unique()) == [0, 1, 2]
-    assert set(ep["measure"]) == {"train_loss", "train_acc", "test_loss", "test_acc"}
+    assert set(ep["measure"]) == {"train_loss", "train_acc", "test_loss", "test_acc", "train_acc_running",
+                                  "train_loss_running"}
+    assert sorted(ep[ep["measure"] == "train_acc_running"]["epoch"]) == [1, 2]
     lay = one[one["layer"] != ""]
     assert sorted(lay["epoch"].unique()) == [0, 2]  # at initialisation and at the end
     assert {"in_strength_var", "out_strength_var", "corr_in_mean_abs", "act_mean_abs_r"} <= set(lay["measure"])
