@@ -291,8 +291,8 @@ class LayerResult:
     out_strength : ndarray of shape (n_in,), float64, or None
         Column sums of ``W`` (chainable kinds only).
     null_in_strength, null_out_strength : ndarray of shape (null, n_out) / (null, n_in), or None
-        The same sums of each shuffled copy (chainable kinds with ``null`` only), for the null
-        model of the chain correlation.
+        The same sums of each shuffled copy, in float32 (chainable kinds with ``null`` only), for
+        the null model of the chain correlation.
     """
 
     name: str
@@ -399,8 +399,9 @@ def analyze_layer(
         from netinit.metrics import null_summary
 
         res = null_summary(W, shuffles=null, model=null_model, rng=null_rng, strengths=chain)
-        if chain:
-            null_in, null_out = res.pop("null_in_strengths"), res.pop("null_out_strengths")
+        if chain:  # kept until the chains are assembled: float32 halves that (plenty for a correlation)
+            null_in = res.pop("null_in_strengths").astype(np.float32)
+            null_out = res.pop("null_out_strengths").astype(np.float32)
         row.update(res)
     if network_w_max is not None:
         nt = _add_network(W, layer, row, nt, w_max=network_w_max, rng=network_rng)
