@@ -20,9 +20,10 @@ time (a half-precision matrix is never widened whole), and stored in the product
 :data:`FLOAT64_MAX_NEURONS` rows (and ``2^24`` elements) the products are float64 and the
 summary is computed as earlier releases did, bit for bit: ``Z Z^T`` in row blocks, every ordered
 pair. Above, the products are float32 and only the upper triangle of ``Z Z^T`` is formed, in
-tiles of :data:`_TILE` rows; each tile is reduced once, while it is in cache, to every statistic
-(sum of ``|r|``, sum of ``r^2``, count above the threshold, maximum), the sums accumulated in
-float64. With unit rows rounded to float32 and float32 dot products of length ``d``, every
+tiles (a block of rows against itself, a symmetric product, and against the rows after it; at
+most 32 MiB each, large enough for BLAS to run near its peak); each tile is reduced in one sweep
+to every statistic (sum of ``|r|``, sum of ``r^2``, count above the threshold, maximum), the sums
+accumulated in float64. With unit rows rounded to float32 and float32 dot products of length ``d``, every
 computed ``r`` is within
 
 .. math:: \varepsilon_d = \frac{(d+2)\,u}{1-(d+2)\,u}, \qquad u = 2^{-24},
@@ -77,7 +78,8 @@ SAMPLE_SIZE = 512
 #: Exact summaries form float64 products up to this many rows, float32 above.
 FLOAT64_MAX_NEURONS = 512
 
-_TILE = 512  # rows per tile of the upper triangle (float32 products)
+_TILE = 512  # fewest rows per tile of the upper triangle (float32 products) ...
+_TILE_ELEMENTS = 1 << 23  # ... and more while a tile row block holds at most 8M entries (32 MiB)
 _BLOCK = 1024  # rows per block of the float64 products
 _FLOAT64_MAX_ELEMENTS = 1 << 24  # and at most this many elements (128 MiB in float64)
 _STD_ELEMENTS = 1 << 20  # float64 elements per standardisation block (8 MiB)
@@ -271,14 +273,16 @@ def _reduce(T: Any, threshold: float) -> tuple[float, float, float, float]:
 def _triangle(Z: Any, threshold: float) -> tuple[float, float, float, float]:
     """``(sum |r|, sum r^2, count |r| > t, max |r|)`` over the pairs ``a < b`` of rows of ``Z``.
 
-    Upper-triangle tiles: for each block of :data:`_TILE` rows, the diagonal tile ``Z_i Z_i^T``
+    Upper-triangle tiles: for each block of rows (at least :data:`_TILE`, more while the block's
+    products hold at most :data:`_TILE_ELEMENTS` entries), the diagonal tile ``Z_i Z_i^T``
     (numpy computes it as a symmetric rank-k update, half the work of a product; its diagonal is
     zeroed and its sums halved), then the block against the rows after it.
     """
     m = int(Z.shape[0])
+    tile = max(_TILE, _TILE_ELEMENTS // max(m, 1))  # big tiles: BLAS runs near its peak
     tot = [0.0, 0.0, 0.0, 0.0]
-    for a in range(0, m, _TILE):
-        b = min(a + _TILE, m)
+    for a in range(0, m, tile):
+        b = min(a + tile, m)
         Zi = Z[a:b]
         D = Zi @ Zi.T  # symmetric: its diagonal zeroed, every pair counted twice
         if is_torch(D):

@@ -84,6 +84,7 @@ def factor_rows(seed, m, d):
 def test_float32_products_within_the_bound(seed, monkeypatch):
     X = factor_rows(seed, 700, 300)
     monkeypatch.setattr(corr_mod, "_TILE", 256)  # several tiles
+    monkeypatch.setattr(corr_mod, "_TILE_ELEMENTS", 0)
     fast = correlation_summary(X, threshold=0.3)  # 700 rows > FLOAT64_MAX_NEURONS: float32
     monkeypatch.setattr(corr_mod, "FLOAT64_MAX_NEURONS", 10_000)
     ref = correlation_summary(X, threshold=0.3)
