@@ -156,6 +156,23 @@ def replay(name: str, artifact: Path, *, timeout_s: int = 180) -> dict:
             "peak_rss_mb": round(usage.ru_maxrss / 1024)}
 
 
+def write_summary(report: dict, path: Path) -> None:
+    """A Markdown table of ``report`` (what :func:`main` writes as JSON) at ``path``."""
+    rows = ["| target | minutes | inputs run | inputs/s | escapes | hangs | bounded HDF5 loops | crashes | "
+            "out of memory | stops replayed by the shipped reader |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in report["targets"].items():
+        replayed = "; ".join(f"{x['input'][:18]}: {x['shipped_reader'][:90]} ({x['seconds']} s, "
+                             f"{x['peak_rss_mb']} MB)" for x in r.get("stops_replayed", [])) or "-"
+        rows.append(f"| {name} | {r['seconds'] / 60:.1f} | {r['executions']:,} | "
+                    f"{r['executions'] / max(r['seconds'], 1):.0f} | {r['escapes']} | {r['hangs']} | "
+                    f"{r['bounded_hangs']} | {r['crashes']} | {r['ooms']} | {replayed} |")
+    m = report.get("machine", {})
+    head = (f"Fuzzing of the format readers (`python bench/fuzz/run.py`), one target after another on one "
+            f"pinned CPU (of {m.get('cpus')}), Python {m.get('python')}. Escapes: exceptions other than "
+            f"NetinitError. Details and reproducers: `fuzz.json`, `fuzz_findings/`.")
+    path.write_text(head + "\n\n" + "\n".join(rows) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     how = ap.add_mutually_exclusive_group(required=True)
@@ -189,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                              "cpus": os.cpu_count()}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
+        write_summary(report, args.out.with_suffix(".md"))
     bad = sum(r["escapes"] + r["hangs"] + r["crashes"] + r["ooms"] for r in report["targets"].values()
               if r["target"] in args.targets)
     return 1 if bad else 0

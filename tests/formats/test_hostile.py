@@ -59,6 +59,19 @@ def test_torchscript_reads_and_writes_an_offset_view_exactly(tmp_path):
     np.testing.assert_array_equal(raw, np.r_[STORAGE[:4], -np.ones(6, np.float32)])
 
 
+def test_torchscript_writer_checks_the_view_itself(tmp_path):
+    """The writer makes its writeable view through the same checked helper: a reference damaged
+    after opening is refused, not written through (as_strided(..., writeable=True))."""
+    import dataclasses
+
+    p = torchscript_file(tmp_path / "m.jit", tensor_pickle({"w": ("0", 10, 0, (2, 3), (3, 1))}), {"0": STORAGE})
+    with load_checkpoint(p) as ckpt:
+        ckpt._refs["w"] = dataclasses.replace(ckpt._refs["w"], offset=-6)
+        with pytest.raises(CorruptFileError, match=r"m\.jit: storage '0' does not hold its tensor \(a negative offset"):
+            save_checkpoint(ckpt, tmp_path / "out.jit", {"w": np.zeros((2, 3), np.float32)})
+    assert not (tmp_path / "out.jit").exists()
+
+
 def test_torchscript_storage_record_of_the_wrong_size(tmp_path):
     p = torchscript_file(tmp_path / "m.jit", tensor_pickle({"w": ("0", 12, 0, (2, 3), (3, 1))}), {"0": STORAGE})
     with pytest.raises(CorruptFileError, match=r"m\.jit: tensor 'w' has a storage of 12 elements"):
