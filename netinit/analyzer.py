@@ -39,7 +39,7 @@ from numpy.typing import ArrayLike
 
 from netinit._rng import layer_generator
 from netinit.formats import Checkpoint, load_checkpoint
-from netinit.layers import Layer, LayerSelection, find_layers
+from netinit.layers import Coverage, Layer, LayerSelection, find_layers
 
 __all__ = ["Analysis", "analyze", "LayerResult", "plan_analysis", "analyze_layer", "assemble_analysis",
            "largest_abs_weight", "check_null", "recorded_options", "NETWORK_MAX_SIDE", "NETWORK_SLOW",
@@ -95,19 +95,27 @@ class Analysis:
     skipped: pd.DataFrame
     chains: pd.DataFrame
     options: dict[str, Any] = field(default_factory=dict)
+    #: what the layers cover (:class:`netinit.layers.Coverage`), said first by every output
+    coverage: Coverage | None = None
+    #: what the checkpoint says about the model (a folder's config.json, a GGUF header): model type,
+    #: blocks, experts, quantization
+    model: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary: the checkpoint, per-layer key statistics, skipped tensors."""
-        cols = [c for c in ("layer", "kind", "block", "role", "expert", "shape", "n_out", "n_in", "in_strength_var",
+        cols = [c for c in ("layer", "kind", "block", "role", "expert", "quantization", "shape", "n_out", "n_in",
+                            "in_strength_var",
                             "out_strength_var", "corr_in_mean_abs", "corr_out_mean_abs",
                             "act_mean_abs_r", "act_effective_n", "dead_neurons",
                             "in_strength_var_z", "out_strength_var_z", "corr_in_mean_abs_z",
                             "corr_out_mean_abs_z", "neural_persistence_normalized", "modularity")
                 if c in self.layers.columns]
         return {
+            "coverage": None if self.coverage is None else {"text": self.coverage.text(), **self.coverage.as_dict()},
             "checkpoint": self.checkpoint,
             "format": self.format,
             "container": self.container,
+            "model": {k: v for k, v in self.model.items() if k != "quantization_config"},
             "n_layers": int(len(self.layers)),
             "n_skipped": int(len(self.skipped)),
             "skipped_by_reason": {str(k): int(v) for k, v in self.skipped["reason"].value_counts().items()}
@@ -385,7 +393,8 @@ def analyze_layer(
     check_null(null, null_model)
     W = layer.matrix()
     place = {"block": layer.block, "role": layer.role, "expert": layer.expert}
-    row = {"layer": layer.name, "kind": layer.kind, **place, "dtype": layer.dtype}
+    row = {"layer": layer.name, "kind": layer.kind, **place, "dtype": layer.dtype,
+           "quantization": None if layer.quant is None else layer.quant.scheme, "_tensor": layer.stored_name}
     row.update(layer_summary(W, layer=layer.name, kind=layer.kind, shape=layer.shape))
     row["dtype"] = layer.dtype
     nt = neuron_table(W, layer=layer.name, centrality=centrality, k=k,
@@ -487,6 +496,7 @@ def assemble_analysis(
         Recorded as :attr:`Analysis.options`.
     """
     parts = list(parts)
+    skipped_list = list(skipped)
     chains: list[dict[str, Any]] = []
     prev: LayerResult | None = None
     for part in parts:
@@ -499,7 +509,8 @@ def assemble_analysis(
     layers_df = pd.DataFrame([p.row for p in parts])
     if activations is not None:
         layers_df = layers_df.merge(activations, on="layer", how="left")
-    first = ["layer", "kind", "block", "role", "expert", "shape", "dtype"]
+    tensors = set(layers_df.pop("_tensor")) if "_tensor" in layers_df.columns else set()
+    first = ["layer", "kind", "block", "role", "expert", "shape", "dtype", "quantization"]
     layers_df = layers_df[first + [c for c in layers_df.columns if c not in first]]
     layers_df = layers_df.astype({"block": "Int64", "expert": "Int64"})
     if "n_communities" in layers_df.columns:  # empty where Leiden was skipped: integers all the same
@@ -515,9 +526,30 @@ def assemble_analysis(
         neurons=neurons_df,
         skipped=pd.DataFrame(
             [{"name": s.name, "shape": "x".join(map(str, s.shape)) or "scalar", "dtype": s.dtype,
-              "reason": s.reason} for s in skipped],
+              "reason": s.reason} for s in skipped_list],
             columns=["name", "shape", "dtype", "reason"]),
         chains=pd.DataFrame(chains, columns=list(dict.fromkeys(
             [*_CHAIN_COLUMNS, *(c for ch in chains for c in ch)]))),
         options=dict(options or {}),
+        coverage=_coverage(parts, tensors, skipped_list),
+        model=model_of(ckpt),
     )
+
+
+def model_of(ckpt: Checkpoint) -> dict[str, Any]:
+    """What a checkpoint says about its model: a folder's config.json (:mod:`netinit.formats.folder`)
+    or a GGUF header (architecture, blocks, experts); empty where it says nothing."""
+    model = getattr(ckpt, "model", None)
+    if isinstance(model, dict):
+        return dict(model)
+    meta = getattr(ckpt, "gguf_metadata", None)
+    if isinstance(meta, dict):
+        arch = meta.get("general.architecture")
+        return {"model_type": arch, "blocks": meta.get(f"{arch}.block_count"),
+                "experts": meta.get(f"{arch}.expert_count"), "quantization": meta.get("general.file_type")}
+    return {}
+
+
+def _coverage(parts: list[LayerResult], tensors: set[str], skipped: list[Any]) -> Coverage:
+    """:func:`netinit.layers.coverage` from the layers' results (which hold no :class:`Layer`)."""
+    return Coverage.of(len(parts), tensors, sum(p.n_out * p.n_in for p in parts), skipped)

@@ -192,12 +192,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     if not args.quiet:
-        skipped = summary["skipped_by_reason"]
         where = f" (weights under {result.container!r})" if result.container else ""
-        _err(f"netinit: analysed {_n(summary['n_layers'], 'layer')} of {path}{where}")
-        if skipped:
-            _err(f"netinit: skipped {_n(summary['n_skipped'], 'tensor')}: "
-                 + ", ".join(f"{n} {r}" for r, n in skipped.items()))
+        _err(f"netinit: {path}{where}: {result.coverage.text()}")
         if written:
             _err(f"netinit: wrote {len(written)} files to {args.output} (open {Path(args.output) / 'report.html'})")
     return 0

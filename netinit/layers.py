@@ -626,6 +626,16 @@ class Coverage:
         return (f"analysed {self.layers} layer{'s' * (self.layers != 1)} in {self.tensors} of {self.tensors_total} "
                 f"tensors ({100 * self.share:.1f}% of the parameters)" + (f"; skipped: {skipped}" if skipped else ""))
 
+    @classmethod
+    def of(cls, n_layers: int, tensors: set[str], parameters: int, skipped: Sequence[Skipped]) -> "Coverage":
+        """From the layers' count, the tensors holding them and their parameters, and the skipped tensors."""
+        counts: dict[str, int] = {}
+        for s in skipped:
+            counts[s.reason] = counts.get(s.reason, 0) + 1
+        by_reason = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        total = parameters + sum(_prod(s.shape) for s in skipped)
+        return cls(n_layers, len(tensors), len(tensors) + len(skipped), parameters, total, by_reason)
+
     def as_dict(self) -> dict[str, Any]:
         return {"layers": self.layers, "tensors": self.tensors, "tensors_total": self.tensors_total,
                 "parameters": self.parameters, "parameters_total": self.parameters_total,
@@ -635,11 +645,5 @@ class Coverage:
 def coverage(found: Sequence[Layer], skipped: Sequence[Skipped]) -> Coverage:
     """What :func:`find_layers` covered: layers, the tensors holding them (a stack of experts is one
     tensor, several layers), parameters, and the skipped tensors counted by reason (most first)."""
-    tensors = {layer.stored_name for layer in found}
-    params = sum(_prod(layer.shape) for layer in found)
-    skipped_params = sum(_prod(s.shape) for s in skipped)
-    counts: dict[str, int] = {}
-    for s in skipped:
-        counts[s.reason] = counts.get(s.reason, 0) + 1
-    by_reason = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    return Coverage(len(found), len(tensors), len(tensors) + len(skipped), params, params + skipped_params, by_reason)
+    return Coverage.of(len(found), {layer.stored_name for layer in found}, sum(_prod(layer.shape) for layer in found),
+                       skipped)

@@ -39,7 +39,7 @@ __all__ = ["write_report", "write_trajectory_report", "OUTPUT_FILES", "TRAJECTOR
 OUTPUT_FILES = (
     "layers.csv", "neurons.csv", "neurons.parquet", "skipped.csv", "chains.csv", "summary.json",
     "strength_distributions.png", "strength_variance.png", "correlation_heatmap.png", "null_zscores.png",
-    "trajectories.png", "report.html",
+    "trajectories.png", "depth_by_role.png", "experts.png", "report.html",
 )
 _HEATMAP_MAX = 96
 #: The layer columns drawn over a trajectory (those the analysis has).
@@ -95,6 +95,11 @@ def _figures(result: Analysis, out: Path, matrix_of: Callable[[str], np.ndarray]
     order = list(layers["layer"])
     labels = dict(zip(order, short_label(order)))
 
+    from netinit.report_depth import PER_LAYER_MAX, depth_figures
+
+    written += depth_figures(layers, out, save_figure)
+    if len(order) > PER_LAYER_MAX:  # one violin or bar per layer no longer reads: the figures over depth do
+        return written + _heatmap_only(result, out, matrix_of)
     neurons = result.neurons.copy()
     neurons["layer "] = neurons["layer"].map(labels)
     neurons["neuron side"] = neurons["side"].map({"out": "output neurons (in-strength)",
@@ -132,7 +137,17 @@ def _figures(result: Analysis, out: Path, matrix_of: Callable[[str], np.ndarray]
     p = out / "strength_variance.png"
     save_figure(fig, p)
     written.append(p)
+    return written + _heatmap_only(result, out, matrix_of)
 
+
+def _heatmap_only(result: Analysis, out: Path, matrix_of: Callable[[str], np.ndarray] | None) -> list[Path]:
+    """The correlation heatmap of the most correlated layer and the null model's z-scores."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    written: list[Path] = []
+    layers = result.layers
+    labels = dict(zip(list(layers["layer"]), short_label(list(layers["layer"]))))
     # the heatmap: the layer of most correlated incoming weights, among those with a correlation
     # (at least 2 inputs and 2 output neurons: a (16, 1) layer's rows have no correlation)
     shown_layers = layers[(layers["n_in"] >= 2) & (layers["n_out"] >= 2)] if len(layers) else layers
@@ -164,7 +179,6 @@ def _figures(result: Analysis, out: Path, matrix_of: Callable[[str], np.ndarray]
         if p is not None:
             written.append(p)
     return written
-
 
 def z_columns(layers: pd.DataFrame) -> list[str]:
     """The ``<stat>_z`` columns of a layer table that hold at least one finite z."""
@@ -278,7 +292,10 @@ def _html(result: Analysis, figures: list[Path], files: list[str]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>netinit report</title>",
         f"<style>{REPORT_CSS}</style></head><body>",
         f"<h1>netinit analysis</h1><p class='meta'>{e(result.checkpoint)} · format {e(result.format)}"
-        + (f" · weights found under <code>{e(result.container)}</code>" if result.container else "") + "</p>",
+        + (f" · weights found under <code>{e(result.container)}</code>" if result.container else "")
+        + (" · " + ", ".join(f"{k} {e(str(v))}" for k, v in result.model.items()
+                             if v is not None and k != "quantization_config") if result.model else "") + "</p>",
+        f"<p><b>{e(result.coverage.text())}</b></p>" if result.coverage is not None else "",
         "<div class='cards'>" + "".join(f"<div class='card'><b>{v}</b>{e(k)}</div>" for k, v in cards) + "</div>",
     ]
     if top_var is not None and most is not None:
@@ -297,6 +314,13 @@ def _html(result: Analysis, figures: list[Path], files: list[str]) -> str:
                          ("correlation_heatmap.png", "Neuron correlation")):
         if fname in names:
             parts.append(f"<h2>{title}</h2><img src='{fname}' alt='{title}'>")
+    for fname, title, note in (
+            ("depth_by_role.png", "Over depth, by role",
+             "Each metric by block and role (the mean over a block's experts), and its lines over depth."),
+            ("experts.png", "Spread over the experts",
+             "Per block and role: the median over the experts and the band from the lowest to the highest.")):
+        if fname in names:
+            parts.append(f"<h2>{title}</h2><p class='note'>{note}</p><img src='{fname}' alt='{title}'>")
     parts += _null_html(result, names)
     if len(result.chains):
         parts.append("<h2>Strength across consecutive layers</h2><p class='note'>Pearson correlation "

@@ -168,8 +168,10 @@ def test_analyze_with_data_adds_activation_diversity(tmp_path, capsys):
 def test_json_schema_top_level(capsys):
     assert main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "--json", "-q"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert set(summary) == {"checkpoint", "format", "container", "n_layers", "n_skipped", "skipped_by_reason",
-                            "layers", "chains", "options", "outputs"}
+    assert set(summary) == {"coverage", "checkpoint", "format", "container", "model", "n_layers", "n_skipped",
+                            "skipped_by_reason", "layers", "chains", "options", "outputs"}
+    assert list(summary)[0] == "coverage"
+    assert summary["coverage"]["text"] == "analysed 3 layers in 3 of 6 tensors (98.8% of the parameters); skipped: 3 bias"
     assert {"layer", "kind", "shape", "n_out", "n_in", "in_strength_var", "out_strength_var",
             "corr_in_mean_abs", "corr_out_mean_abs"} <= set(summary["layers"][0])
     assert set(summary["chains"][0]) == {"layer_a", "layer_b", "n_neurons", "strength_correlation",
@@ -208,7 +210,7 @@ def test_truncated_zip_checkpoint_is_called_truncated(tmp_path, capsys):
 def test_summary_json_lists_outputs_and_singular_messages(tmp_path, capsys):
     out = tmp_path / "o"
     assert main(["analyze", str(EXAMPLES / "mlp_digits.pt"), "-o", str(out), "--layers", "^4", "--no-plots"]) == 0
-    assert "analysed 1 layer of" in capsys.readouterr().err
+    assert ": analysed 1 layer in 1 of 6 tensors (" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert {Path(p).name for p in summary["outputs"]} == {"layers.csv", "neurons.csv", "skipped.csv", "chains.csv",
                                                         "report.html", "summary.json"}

@@ -123,16 +123,16 @@ def model_info(config: Mapping[str, Any]) -> dict[str, Any]:
 class FolderCheckpoint(Checkpoint):
     """A model folder: the weights of :attr:`inner` and the folder's :attr:`config`.
 
-    ``path`` is the snapshot folder that holds the files; ``container`` the format of the
-    weights (``"safetensors"``, ``"torch"``, ``"sharded"``).
+    ``path`` is the snapshot folder that holds the files; ``model`` what its config says, with
+    ``weights``: the weights' file (or shard index) and format.
     """
 
     def __init__(self, folder: Path, inner: Checkpoint, config: dict[str, Any]) -> None:
-        super().__init__(path=folder, format="folder", metadata=inner.metadata, container=inner.format,
+        super().__init__(path=folder, format="folder", metadata=inner.metadata,
                          converted=inner.converted, unmapped=inner.unmapped)
         self.inner = inner
         self.config = config
-        self.model = model_info(config)
+        self.model = {**model_info(config), "weights": f"{inner.path.name} ({inner.format})"}
         self._check_config()
 
     def _check_config(self) -> None:

@@ -57,7 +57,8 @@ def _experts_module(model, arch):
 def test_a_save_pretrained_folder_reads_with_its_config(saved, arch):
     folder, model = saved[arch]
     ckpt = load_checkpoint(folder)
-    assert (ckpt.format, ckpt.container, ckpt.model["blocks"]) == ("folder", "safetensors", 2)
+    assert (ckpt.format, ckpt.inner.format, ckpt.model["blocks"]) == ("folder", "safetensors", 2)
+    assert ckpt.model["weights"] == "model.safetensors (safetensors)"
     found, skipped = netinit.find_layers(ckpt)
     assert {layer.block for layer in found} == {0, 1, None}
     assert not [s for s in skipped if s.reason.startswith(("3-D", "conv"))]
@@ -95,6 +96,21 @@ def test_each_expert_is_the_layer_the_framework_runs(saved, arch):
         torch.testing.assert_close(xin @ W.T, ref)
         checked += 1
     assert checked >= 8
+
+
+def test_analyze_a_moe_folder_says_its_coverage_and_model_and_draws_depth(saved, tmp_path, capsys):
+    folder, _ = saved["gpt_oss"]
+    assert main(["analyze", str(folder), "-o", str(tmp_path / "a"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    import json
+
+    summary = json.loads(out)
+    assert summary["coverage"]["text"].startswith("analysed 27 layers in 15 of 37 tensors (")
+    assert summary["model"]["model_type"] == "gpt_oss" and summary["model"]["experts"] == 4
+    assert err.splitlines()[0].endswith(summary["coverage"]["text"])
+    assert {"depth_by_role.png", "experts.png"} <= {p.name for p in (tmp_path / "a").iterdir()}
+    experts = [row for row in summary["layers"] if row["expert"] is not None]
+    assert len(experts) == 16 and {row["role"] for row in experts} == {"mlp_gate_up", "mlp_down"}
 
 
 def test_rewired_moe_folder_loads_back_with_each_experts_values(saved, tmp_path):
@@ -150,7 +166,7 @@ def test_sharded_save_pretrained_folder(saved, tmp_path):
     model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
     assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
     ckpt = load_checkpoint(tmp_path / "sharded")
-    assert (ckpt.format, ckpt.container) == ("folder", "sharded")
+    assert (ckpt.format, ckpt.inner.format) == ("folder", "sharded")
     assert len(netinit.find_layers(ckpt)[0]) == 35
 
 
