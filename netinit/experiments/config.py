@@ -79,6 +79,7 @@ __all__ = [
     "override",
     "for_notebook",
     "notebook_dir",
+    "with_declarations",
     "describe",
     "INITIALISERS",
     "MODIFIERS",
@@ -611,7 +612,9 @@ def override(cfg: ExperimentConfig, changes: Mapping[str, Any]) -> ExperimentCon
     """A copy of ``cfg`` with dotted keys replaced, e.g. ``{"grid.seeds": 2, "train.epochs": 3}``.
 
     Values given as strings are read as TOML values (``"[32, 32]"`` is a list, ``"adam"`` a
-    string), so command-line ``--set key=value`` pairs can be passed as they are.
+    string), so command-line ``--set key=value`` pairs can be passed as they are. A change of the
+    grid keeps, of the declared families, the comparisons whose conditions remain (a family left
+    with none is dropped).
 
     Raises
     ------
@@ -619,6 +622,7 @@ def override(cfg: ExperimentConfig, changes: Mapping[str, Any]) -> ExperimentCon
         An unknown key or a bad value, as :func:`config_from_dict`.
     """
     d = config_to_dict(cfg)
+    grid_changed = any(k.startswith("grid.") for k in changes)
     for key, value in changes.items():
         value = _parse_value(value) if isinstance(value, str) else value
         parts = key.split(".")
@@ -629,6 +633,11 @@ def override(cfg: ExperimentConfig, changes: Mapping[str, Any]) -> ExperimentCon
         else:
             raise ConfigError(f"cannot set {key!r}: use a top-level key or section.key with a section "
                               f"among {', '.join(_SECTIONS)}")
+    if grid_changed and "families" not in changes:  # a smaller grid keeps the comparisons it still has
+        keep = {c.label for c in config_from_dict({"grid": d["grid"]}).grid.conditions()}
+        fams = [{**f, "comparisons": [c for c in f["comparisons"] if set(FamilyConfig.pair(c)) <= keep]}
+                for f in d["families"]]
+        d["families"] = [f for f in fams if f["comparisons"]]
     return config_from_dict(d)
 
 
@@ -646,16 +655,25 @@ def for_notebook(cfg: ExperimentConfig, *, small: bool | None = None) -> Experim
     regs = list(cfg.grid.regularisers[:2])
     base = cfg.grid.baseline_label
     keep = {c.label for c in GridConfig(tuple(methods), tuple(regs)).conditions()}
-    fams = []
-    for f in cfg.families:  # the comparisons between the conditions kept
-        comps = [c for c in f.comparisons if set(FamilyConfig.pair(c)) <= keep]
-        if comps:
-            fams.append(dataclasses.replace(f, comparisons=tuple(comps)))
-    small_cfg = dataclasses.replace(cfg, families=())
-    small_cfg = override(small_cfg, {"grid.seeds": 2, "train.epochs": min(cfg.train.epochs, 2),
-                                     "grid.methods": methods, "grid.regularisers": regs,
-                                     "grid.baseline": base if base in keep else None})
-    return dataclasses.replace(small_cfg, families=tuple(fams))
+    return override(cfg, {"grid.seeds": 2, "train.epochs": min(cfg.train.epochs, 2),
+                          "grid.methods": methods, "grid.regularisers": regs,
+                          "grid.baseline": base if base in keep else None})
+
+
+def with_declarations(stored: ExperimentConfig, declared: ExperimentConfig) -> ExperimentConfig:
+    """``stored`` (the config a results folder was run with) with the ``[analysis]`` and the
+    ``[[families]]`` of ``declared`` (a config file that declares them later), whose comparisons
+    must be conditions of ``stored``'s grid; the two must describe the same runs (same hash).
+
+    Raises
+    ------
+    ConfigError
+        The hashes differ, or a family names a condition the stored grid lacks.
+    """
+    if config_hash(stored) != config_hash(declared):
+        raise ConfigError(f"the declarations of {declared.name!r} (hash {config_hash(declared)}) are for other runs "
+                          f"than {stored.name!r} (hash {config_hash(stored)})")
+    return dataclasses.replace(stored, analysis=declared.analysis, families=declared.families)
 
 
 def _small() -> bool:

@@ -72,12 +72,13 @@ from netinit.experiments.report_text import (
     p_text,
     sentence_text,
     verdict,
+    verdicts_markdown,
 )
 from netinit.experiments.stats import StatsError, friedman_nemenyi, relative_improvement
 from netinit.experiments.structure import structure_change, structure_tests
 
 __all__ = ["ResultsReport", "analyse", "write_report", "compare_results", "planned_comparisons",
-           "epoch_table", "layer_table", "conclusion_text", "claim_check", "claim_verdicts", "verdict",
+           "epoch_table", "layer_table", "conclusion_text", "claim_check", "claim_verdicts", "verdict", "verdicts_markdown",
            "structure_change", "structure_tests", "REPORT_FILES"]
 
 EARLY_EPOCHS = 5

@@ -15,7 +15,9 @@ claim, :func:`verdict` and :func:`claim_verdicts`:
     lies below the declared margin ``analysis.margin`` (or the claimed effect): effects as
     large as the claim are excluded by the data;
 ``inconclusive``
-    neither: the interval still holds effects of the declared size.
+    neither: the interval still holds effects of the declared size; always with fewer than
+    :data:`MIN_SEEDS` seeds (a two-sided Wilcoxon test cannot reach 0.05 below 6, and a t-interval
+    from so few seeds rests on a normality no one can check).
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ import pandas as pd
 
 from netinit.experiments.report_tables import ResultsReport
 
-__all__ = ["conclusion_text", "claim_check", "verdict", "claim_verdicts"]
+#: Fewest paired seeds for a verdict other than inconclusive.
+MIN_SEEDS = 6
+
+__all__ = ["conclusion_text", "claim_check", "verdict", "claim_verdicts", "verdicts_markdown"]
 
 
 # --------------------------------------------------------------------------- sentences
@@ -52,6 +57,8 @@ def _val(x: float, metric: str) -> str:
 def verdict(r: Any, alpha: float, metric: str = "test_acc", *, claimed: float | None = None) -> str:
     """``reproduced``, ``not reproduced: ...`` or ``inconclusive`` for one comparison row (module
     docstring); ``claimed`` (in the outcome's units, higher = better) replaces the row's margin."""
+    if getattr(r, "n", MIN_SEEDS) < MIN_SEEDS:
+        return f"inconclusive (fewer than {MIN_SEEDS} seeds)"
     sig = r.p_wilcoxon_holm < alpha
     if sig and r.mean_diff > 0:
         return "reproduced"
@@ -172,6 +179,8 @@ def claim_check(rep: ResultsReport, method: str, reference: str, claimed: float,
 
 
 def _relative_verdict(r: Any, lo: float, hi: float, claimed: float, alpha: float) -> str:
+    if r["n"] < MIN_SEEDS:
+        return f"inconclusive (fewer than {MIN_SEEDS} seeds)"
     if r["p_wilcoxon_holm"] < alpha and r["mean_diff"] > 0:
         return "reproduced" if claimed <= hi else f"reproduced in direction, but effects above {100 * hi:+.1f}% excluded"
     if claimed > hi:
@@ -205,3 +214,17 @@ def claim_verdicts(rep: ResultsReport, claims: Sequence[tuple[str, str, str]], *
                      "ci90_high": float(r.diff_ci90_high), "margin": float(r.margin),
                      "p_holm": float(r.p_wilcoxon_holm), "verdict": verdict(r, rep.alpha, rep.metric)})
     return pd.DataFrame(rows)
+
+
+def verdicts_markdown(table: pd.DataFrame) -> str:
+    """Markdown bullets of a :func:`claim_verdicts` table: the claim, its verdict and the numbers behind it."""
+    lines = []
+    for r in table.itertuples(index=False):
+        if r.verdict == "not tested":
+            lines.append(f"- **{r.claim}** ({r.comparison}): not tested (no paired runs; see the notes).")
+            continue
+        lines.append(f"- **{r.claim}** ({r.comparison}, {r.outcome}; family {r.family}, {r.n} seeds): "
+                     f"**{r.verdict}**. Paired difference {100 * r.difference:+.2f} points, upper end of its "
+                     f"90% interval {100 * r.ci90_high:+.2f} points, declared margin {100 * r.margin:.2f} points, "
+                     f"Holm-adjusted Wilcoxon p = {r.p_holm:.3f}.")
+    return "\n".join(lines)
