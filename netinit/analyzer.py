@@ -63,6 +63,8 @@ _NULL_MODELS = ("matrix", "rows", "columns")
 _CENTRALITY = (None, "auto", "exact", "sampled")
 #: ``centrality=`` of :func:`analyze`
 Centrality = Literal[None, "auto", "exact", "sampled"]
+#: ``correlation=`` of :func:`analyze`
+Correlation = Literal["auto", "exact", "sampled"]
 
 
 @dataclass
@@ -146,6 +148,7 @@ def analyze(
     null: int | None = None,
     null_model: Literal["matrix", "rows", "columns"] = "matrix",
     network: bool = False,
+    correlation: Correlation = "auto",
     progress: Callable[[Iterable[Layer]], Iterable[Layer]] | None = None,
 ) -> Analysis:
     """Per-layer and per-neuron statistics of every weight layer of a checkpoint.
@@ -197,6 +200,12 @@ def analyze(
         layers; layers wider than :data:`NETWORK_MAX_SIDE` on a side skip
         :data:`NETWORK_SLOW`, layers of more than :data:`NETWORK_MAX_WEIGHTS` weights skip
         :data:`NETWORK_LARGE` (``network_skipped`` says so).
+    correlation : {"auto", "exact", "sampled"}, default "auto"
+        How the neuron-correlation columns are computed (:func:`netinit.metrics.correlation_summary`):
+        exactly, or estimated from a seeded sample of neurons with a standard error beside each
+        estimate (``*_se`` columns; ``corr_in_method`` and ``corr_out_method`` say which); ``auto`` is exact below
+        :data:`netinit.metrics.correlation.EXACT_MAX_NEURONS` neurons on a side (1024). The sample of layer
+        ``name`` is drawn from the stream ``(seed, name + ":correlation")``.
     progress : callable, optional
         Wraps the iteration over layers (e.g. ``tqdm``).
 
@@ -225,7 +234,7 @@ def analyze(
     w_max = largest_abs_weight(found) if network else None
     iterator = progress(found) if progress is not None else found
     parts = [analyze_layer(layer, centrality=centrality, k=k, seed=seed, null=null, null_model=null_model,
-                           network_w_max=w_max) for layer in iterator]
+                           network_w_max=w_max, correlation=correlation) for layer in iterator]
     act = None
     if data is not None:
         from netinit.diversity.checkpoint import checkpoint_activation_diversity
@@ -235,7 +244,7 @@ def analyze(
         ckpt, parts, skipped, activations=act,
         options={"layers": layers, "embeddings": embeddings, "centrality": centrality, "k": k, "seed": seed,
                  "data": None if data is None else f"{len(data)} samples", "activation": activation,
-                 **recorded_options(null, null_model, w_max)})
+                 "correlation": correlation, **recorded_options(null, null_model, w_max)})
 
 
 def recorded_options(null: int | None, null_model: str, w_max: float | None) -> dict[str, Any]:
@@ -363,6 +372,7 @@ def analyze_layer(
     null: int | None = None,
     null_model: str = "matrix",
     network_w_max: float | None = None,
+    correlation: Correlation = "auto",
 ) -> LayerResult:
     """Summary row and neuron table of one layer (loaded from its checkpoint).
 
@@ -395,7 +405,8 @@ def analyze_layer(
     place = {"block": layer.block, "role": layer.role, "expert": layer.expert}
     row = {"layer": layer.name, "kind": layer.kind, **place, "dtype": layer.dtype,
            "quantization": None if layer.quant is None else layer.quant.scheme, "_tensor": layer.stored_name}
-    row.update(layer_summary(W, layer=layer.name, kind=layer.kind, shape=layer.shape))
+    row.update(layer_summary(W, layer=layer.name, kind=layer.kind, shape=layer.shape, correlation=correlation,
+                             rng=layer_generator(seed, layer.name + ":correlation")))
     row["dtype"] = layer.dtype
     nt = neuron_table(W, layer=layer.name, centrality=centrality, k=k,
                       rng=layer_generator(seed, layer.name) if centrality else None)

@@ -101,7 +101,7 @@ def _analysis_options(args: argparse.Namespace) -> dict:
     """The options of :func:`netinit.analyze` that the serial and the parallel runs share."""
     return {"layers": args.layers, "centrality": None if args.centrality == "none" else args.centrality,
             "k": args.k, "seed": args.seed, "null": args.null, "null_model": args.null_model,
-            "network": args.network}
+            "network": args.network, "correlation": args.correlation}
 
 
 def _analyze_parallel(args: argparse.Namespace, path: str):
@@ -359,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--null-model", choices=["matrix", "rows", "columns"],
                    help="with --null: shuffle all weights (matrix, default), within each row (each output "
                         "neuron keeps its incoming weights) or within each column")
+    a.add_argument("--correlation", choices=["auto", "exact", "sampled"], default="auto",
+                   help="neuron correlations: exact, or estimated from a seeded sample of neurons with a standard "
+                        "error column beside each estimate (auto, default: exact on layers up to 1024 neurons "
+                        "per side, sampled above)")
     a.add_argument("--network", action="store_true",
                    help="add network measures on |w|: clustering, harmonic and current-flow closeness, subgraph "
                         "centrality, neural persistence, Leiden communities; the first three are slow above about "

@@ -111,6 +111,7 @@ def analyze_parallel(
     null: int | None = None,
     null_model: str = "matrix",
     network: bool = False,
+    correlation: str = "auto",
 ) -> Analysis:
     """:func:`netinit.analyze` of a checkpoint file with one Dask task per layer.
 
@@ -131,7 +132,7 @@ def analyze_parallel(
     seed : int, default 0
         Seed of the sampled centralities, null models and Leiden; each layer's stream derives
         from it and its name.
-    null, null_model, network
+    null, null_model, network, correlation
         As :func:`netinit.analyze`. With ``network``, a first round of tasks finds the largest
         ``|w|`` over the layers (the normaliser of neural persistence).
 
@@ -166,7 +167,7 @@ def analyze_parallel(
     token = uuid.uuid4().hex[:8]  # task keys unique to this call, even on a shared cluster
     bare = [dataclasses.replace(layer, source=None) for layer in found]
     options: dict[str, Any] = {"centrality": centrality, "k": k, "seed": seed, "null": null,
-                               "null_model": null_model, "network_w_max": None}
+                               "null_model": null_model, "network_w_max": None, "correlation": correlation}
     with dask_client(scheduler, workers=workers) as client:
         if network:
             maxima = client.gather([client.submit(_abs_max_task, where, ckpt.format, layer, pure=False,
@@ -180,5 +181,5 @@ def analyze_parallel(
     return assemble_analysis(
         ckpt, parts, skipped,
         options={"layers": layers, "embeddings": False, "centrality": centrality, "k": k, "seed": seed,
-                 "data": None, "activation": "relu",
+                 "data": None, "activation": "relu", "correlation": correlation,
                  **recorded_options(null, null_model, options["network_w_max"])})

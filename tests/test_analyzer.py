@@ -151,3 +151,20 @@ def test_low_rank_layer_gets_large_correlation_z(tmp_path):
 def test_bad_null_options(example, kwargs, message):
     with pytest.raises(ValueError, match=message):
         analyze(example, **kwargs)
+
+
+def test_correlation_option_samples_with_standard_errors(tmp_path):
+    from netinit.analyzer import analyze
+
+    rng = np.random.default_rng(4)
+    path = tmp_path / "w.npz"
+    np.savez(path, fc=rng.standard_normal((600, 40)).astype(np.float32))
+    exact = analyze(path, correlation="exact").layers.iloc[0]
+    sampled = analyze(path, correlation="sampled", seed=3).layers.iloc[0]
+    again = analyze(path, correlation="sampled", seed=3).layers.iloc[0]
+    assert "corr_in_method" not in exact or exact["corr_in_method"] == "exact"
+    assert sampled["corr_in_method"] == "sampled(s=512)"
+    assert sampled["corr_in_mean_abs"] == again["corr_in_mean_abs"]  # seeded per layer
+    assert abs(sampled["corr_in_mean_abs"] - exact["corr_in_mean_abs"]) < 5 * sampled["corr_in_mean_abs_se"]
+    with pytest.raises(ValueError, match=r"correlation must be one of \('auto', 'exact', 'sampled'\), got 'guess'"):
+        analyze(path, correlation="guess")
