@@ -110,7 +110,7 @@ def _analyze_parallel(args: argparse.Namespace, path: str):
     from netinit.parallel import analyze_parallel
 
     given = [opt for opt, value in (("--data", args.data), ("--key", args.key), ("--layout", args.layout),
-                                    ("--embeddings", args.embeddings)) if value]
+                                    ("--embeddings", args.embeddings), ("--device", args.device)) if value]
     if given:
         raise SystemExit(f"netinit analyze: --workers/--scheduler cannot be combined with {', '.join(given)}; "
                          "drop them, or analyse in one process (--workers 1, no --scheduler)")
@@ -127,7 +127,7 @@ def _analyze_one(args: argparse.Namespace, path: str, ckpt):
     if args.workers > 1 or args.scheduler:  # one Dask task per layer
         return _analyze_parallel(args, path)
     data = _data_batch(args.data, args.samples, args.seed) if args.data else None
-    return analyze(ckpt, embeddings=args.embeddings, data=data, activation=args.activation,
+    return analyze(ckpt, embeddings=args.embeddings, data=data, activation=args.activation, device=args.device,
                    progress=_progress("analyse", args.quiet), **_analysis_options(args))
 
 
@@ -359,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--null-model", choices=["matrix", "rows", "columns"],
                    help="with --null: shuffle all weights (matrix, default), within each row (each output "
                         "neuron keeps its incoming weights) or within each column")
+    a.add_argument("--device", type=_device, default=None,
+                   help="compute the layer and neuron tables through torch on this device (cuda, cuda:N or cpu), one "
+                        "layer at a time; default: numpy on the CPU")
     a.add_argument("--correlation", choices=["auto", "exact", "sampled"], default="auto",
                    help="neuron correlations: exact, or estimated from a seeded sample of neurons with a standard "
                         "error column beside each estimate (auto, default: exact on layers up to 1024 neurons "

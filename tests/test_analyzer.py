@@ -168,3 +168,21 @@ def test_correlation_option_samples_with_standard_errors(tmp_path):
     assert abs(sampled["corr_in_mean_abs"] - exact["corr_in_mean_abs"]) < 5 * sampled["corr_in_mean_abs_se"]
     with pytest.raises(ValueError, match=r"correlation must be one of \('auto', 'exact', 'sampled'\), got 'guess'"):
         analyze(path, correlation="guess")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_the_torch_path_gives_the_numpy_tables(device, tmp_path):
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(2)
+    save_file({"a.weight": torch.randn(40, 30, generator=gen), "b.weight": torch.randn(20, 40, generator=gen),
+               "c.weight": torch.randn(8, 4, 3, 3, generator=gen).to(torch.bfloat16)}, str(tmp_path / "m.safetensors"))
+    plain = analyze(tmp_path / "m.safetensors", centrality="exact")
+    torched = analyze(tmp_path / "m.safetensors", centrality="exact", device=device)
+    for a, b in ((plain.layers, torched.layers), (plain.neurons, torched.neurons), (plain.chains, torched.chains)):
+        pd.testing.assert_frame_equal(b, a, check_exact=False, rtol=1e-9, atol=1e-12)
+    assert torched.options["device"] == device

@@ -454,3 +454,15 @@ def test_readme_documents_the_null_network_and_trajectory_options_and_columns():
                 "network_skipped", "community", "subgraph_centrality_log", "checkpoint", "step",
                 "trajectories.png", "null_zscores.png", *SUMMARY_STATS[:10]):
         assert f"{col}" in section, col
+
+
+def test_analyze_device(tmp_path, capsys):
+    import torch
+
+    assert main(["analyze", str(EXAMPLES / "mlp_digits.safetensors"), "--json", "-q", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["options"]["device"] == "cpu"
+    with pytest.raises(SystemExit, match=r"--workers/--scheduler cannot be combined with --device"):
+        main(["analyze", str(EXAMPLES / "mlp_digits.safetensors"), "--json", "--workers", "2", "--device", "cpu"])
+    if not torch.cuda.is_available():
+        assert main(["analyze", str(EXAMPLES / "mlp_digits.safetensors"), "--json", "-q", "--device", "cuda"]) == 1
+        assert "device 'cuda' asked for, but CUDA is not available here" in capsys.readouterr().err
