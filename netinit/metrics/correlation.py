@@ -301,16 +301,18 @@ def _triangle(Z: Any, threshold: float) -> tuple[float, float, float, float]:
 
 def _pair_rows(Z: Any, threshold: float) -> tuple[np.ndarray, float]:
     """Per row ``a`` of ``Z``: sums over ``b != a`` of ``|r|``, ``1[|r| > t]``, ``r^2`` (a (3, s)
-    float64 array) and the maximum ``|r|`` over the pairs."""
+    float64 array) and the maximum ``|r|`` over the pairs. One symmetric product when the
+    ``s x s`` matrix holds at most :data:`_TILE_ELEMENTS` entries, row blocks above."""
     s = int(Z.shape[0])
     out = np.zeros((3, s))
     mx = 0.0
-    for a in range(0, s, _BLOCK):
-        b = min(a + _BLOCK, s)
+    step = s if s * s <= _TILE_ELEMENTS else _TILE
+    for a in range(0, s, step):
+        b = min(a + step, s)
         if is_torch(Z):
             import torch
 
-            T = (Z[a:b] @ Z.T).abs_().clamp_(max=1.0)
+            T = (Z @ Z.T if step == s else Z[a:b] @ Z.T).abs_().clamp_(max=1.0)
             r = torch.arange(b - a, device=T.device)
             T[r, r + a] = 0.0
             parts = (T.sum(1, dtype=torch.float64), (T > threshold).sum(1),
@@ -318,7 +320,7 @@ def _pair_rows(Z: Any, threshold: float) -> tuple[np.ndarray, float]:
             out[:, a:b] = torch.stack([p.double() for p in parts]).cpu().numpy()
             mx = max(mx, float(T.max()))
         else:
-            T = Z[a:b] @ Z.T
+            T = Z @ Z.T if step == s else Z[a:b] @ Z.T  # the first: a symmetric rank-k update
             np.abs(T, out=T)
             np.minimum(T, 1.0, out=T)
             r = np.arange(b - a)
