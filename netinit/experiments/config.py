@@ -696,4 +696,7 @@ def describe(cfg: ExperimentConfig) -> str:
             f"data {cfg.data.name}; {arch}, {m.activation}; {t.optimizer} lr {t.lr} momentum {t.momentum}, "
             f"batch {t.batch_size}, {t.epochs} epochs\n"
             f"{len(conds)} conditions x {cfg.grid.seeds} seeds = {len(conds) * cfg.grid.seeds} runs; "
-            f"baseline {cfg.grid.baseline_label}; conditions: {', '.join(c.label for c in conds)}")
+            f"baseline {cfg.grid.baseline_label}; conditions: {', '.join(c.label for c in conds)}"
+            + "".join(f"\nfamily {f.name} ({f.role}, Holm within it): {'; '.join(f.comparisons)}" for f in cfg.families)
+            + (f"\nprimary outcome {cfg.analysis.primary} epochs {list(cfg.analysis.primary_epochs)}; secondary "
+               f"{cfg.analysis.secondary or '-'}; TOST margin {cfg.analysis.margin}" if cfg.analysis.primary else ""))

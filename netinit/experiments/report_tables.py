@@ -60,7 +60,9 @@ class ResultsReport:
         return {"experiment": self.config.name, "config_hash": self.config_hash, "metric": self.metric,
                 "runs": int(len(runs)), "ok": int((runs["status"] == "ok").sum()),
                 "diverged": int((runs["status"] != "ok").sum()), "conclusions": self.conclusions,
-                "notes": self.notes, "paired_final": json.loads(final.to_json(orient="records"))}
+                "notes": self.notes, "paired_final": json.loads(final.to_json(orient="records")),
+                **{k: json.loads(self.tables[k].to_json(orient="records"))
+                   for k in ("paired_primary", "paired_secondary") if k in self.tables}}
 
 
 # --------------------------------------------------------------------------- tables

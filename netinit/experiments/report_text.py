@@ -120,7 +120,7 @@ def conclusion_text(rep: ResultsReport, *, kinds: Sequence[str] | None = None) -
     each method brings over its reference, the seeds needed, and the notes on tests not made.
     """
     lines: list[str] = []
-    for key in ("paired_final", "paired_early"):
+    for key in [k for k in ("paired_primary", "paired_secondary") if k in rep.tables] + ["paired_final", "paired_early"]:
         t = rep.tables.get(key, pd.DataFrame())
         if not t.empty and kinds is not None:
             t = t[t["kind"].isin(list(kinds))]

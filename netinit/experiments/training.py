@@ -14,7 +14,8 @@ method (:func:`netinit.experiments.models.initialise`), trains it and records, a
   ``stats.every_epoch``): strength variances, weight spread and correlation of the incoming
   weight vectors (:func:`netinit.metrics.layer_summary`); for the hidden layers the diversity of
   their activations on a fixed batch of ``stats.samples`` training samples
-  (:func:`netinit.diversity.diversity`).
+  (:func:`netinit.diversity.diversity`; with ``model.batchnorm`` these are the activation applied
+  to the Linear/Conv output before its batch norm).
 
 Every row carries ``config_hash``, ``method`` (the condition label), ``init``, ``base``,
 ``regulariser``, ``seed``, ``status`` (``ok`` or ``diverged``), ``error``, the fingerprints
