@@ -53,7 +53,7 @@ from netinit.errors import NonFiniteError
 from netinit.experiments.config import Condition, ExperimentConfig, config_hash
 from netinit.experiments.models import build_model, initialise, weight_layers
 
-__all__ = ["train_run", "EPOCH_MEASURES", "LAYER_MEASURES", "ACT_MEASURES"]
+__all__ = ["train_run", "run_data", "EPOCH_MEASURES", "LAYER_MEASURES", "ACT_MEASURES"]
 
 #: Per-epoch measures (rows with ``layer == ""``).
 EPOCH_MEASURES = ("train_loss", "train_acc", "test_loss", "test_acc", "train_acc_running", "train_loss_running",
@@ -66,7 +66,8 @@ ACT_MEASURES = ("act_mean_abs_r", "act_max_abs_r", "act_effective_n", "dead_neur
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(data_cfg: Any) -> Any:
+def run_data(data_cfg: Any) -> Any:
+    """The (train and test) data of a config's ``[data]`` section, as every run of the grid sees it."""
     from netinit.experiments.datasets import load_dataset, subsample
 
     d = load_dataset(data_cfg.name, seed=data_cfg.split_seed, test_size=data_cfg.test_size,
@@ -170,7 +171,7 @@ def train_run(cfg: ExperimentConfig, condition: Condition, seed: int, *, data: A
     import torch.nn.functional as F
 
     t0 = time.perf_counter()
-    Xtr, ytr, Xte, yte = data if data is not None else _dataset(cfg.data)
+    Xtr, ytr, Xte, yte = data if data is not None else run_data(cfg.data)
     n_classes = int(max(int(ytr.max()), int(yte.max()))) + 1
     model = build_model(cfg.model, int(Xtr.shape[1]), n_classes)
     fingerprints = initialise(model, condition.method, seed, cfg.init)

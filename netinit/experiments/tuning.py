@@ -75,11 +75,11 @@ def tune_lr(cfg: ExperimentConfig, lrs: Sequence[float], *, seeds: int = 3, val_
         ``table`` has one row per (lr, seed): ``lr, seed, val_acc_window, val_acc_final, status``.
         A diverged run counts as accuracy 0.
     """
-    from netinit.experiments.training import _dataset, train_run
+    from netinit.experiments.training import run_data, train_run
 
     if not lrs:
         raise ValueError("lrs is empty; give at least one learning rate")
-    data = validation_split(_dataset(cfg.data), val_size, seed=cfg.data.split_seed)
+    data = validation_split(run_data(cfg.data), val_size, seed=cfg.data.split_seed)
     label = condition or cfg.grid.baseline_label
     cond = next(c for c in cfg.grid.conditions() if c.label == label)
     first, last = window[0], min(window[1], cfg.train.epochs)

@@ -223,7 +223,7 @@ def test_fashion_mnist_is_found_where_debian_installs_it(tmp_path, monkeypatch):
 
 
 def test_tune_lr_picks_the_best_validation_rate(torch_one_thread):
-    from netinit.experiments.training import _dataset
+    from netinit.experiments.training import run_data
     from netinit.experiments.tuning import tune_lr, validation_split
 
     cfg = tiny_config(**{"train.epochs": 2})
@@ -231,7 +231,7 @@ def test_tune_lr_picks_the_best_validation_rate(torch_one_thread):
     assert best == 0.1 and len(table) == 4
     means = table.groupby("lr")["val_acc_window"].mean()
     assert means[0.1] > means[1e-6]
-    d = _dataset(cfg.data)
+    d = run_data(cfg.data)
     v = validation_split(d, 0.2)
     assert len(v.y_train) + len(v.y_test) == len(d.y_train)
     assert isinstance(table, pd.DataFrame)
