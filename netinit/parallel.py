@@ -181,5 +181,5 @@ def analyze_parallel(
     return assemble_analysis(
         ckpt, parts, skipped,
         options={"layers": layers, "embeddings": False, "centrality": centrality, "k": k, "seed": seed,
-                 "data": None, "activation": "relu", "correlation": correlation,
+                 "data": None, "activation": "relu", "correlation": correlation, "device": None,
                  **recorded_options(null, null_model, options["network_w_max"])})
