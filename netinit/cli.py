@@ -457,9 +457,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _err(f"netinit: error: {_message(exc)}")
         return 1
+    except ModuleNotFoundError as exc:  # an optional dependency: say which extra brings it
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None or args.debug:
+            raise
+        _err(f"netinit: error: this needs the {extra} extra: pip install 'netinit[{extra}]' (no module {exc.name!r})")
+        return 1
     except KeyboardInterrupt:
         _err("netinit: interrupted")
         return 130
+
+
+#: optional modules -> the extra that installs them (pyproject.toml)
+_EXTRAS = {"dask": "experiments", "distributed": "experiments", "sklearn": "experiments",
+           "scikit_posthocs": "experiments", "mnist1d": "experiments", "onnx": "onnx", "h5py": "keras",
+           "gguf": "gguf"}
 
 
 if __name__ == "__main__":

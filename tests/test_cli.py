@@ -466,3 +466,15 @@ def test_analyze_device(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert main(["analyze", str(EXAMPLES / "mlp_digits.safetensors"), "--json", "-q", "--device", "cuda"]) == 1
         assert "device 'cuda' asked for, but CUDA is not available here" in capsys.readouterr().err
+
+
+def test_a_missing_optional_module_names_its_extra(monkeypatch, capsys):
+    import netinit.cli as cli
+
+    def needs_dask(args):
+        raise ModuleNotFoundError("No module named 'dask'", name="dask")
+
+    monkeypatch.setattr(cli, "cmd_formats", needs_dask)
+    assert main(["formats"]) == 1
+    assert capsys.readouterr().err.strip() == ("netinit: error: this needs the experiments extra: "
+                                              "pip install 'netinit[experiments]' (no module 'dask')")
