@@ -25,6 +25,7 @@ __all__ = [
     "cmd_experiment",
     "cmd_results",
     "is_results_dir",
+    "require_extras",
 ]
 
 
@@ -57,8 +58,19 @@ def _reporter(quiet: bool):
     return report
 
 
+def require_extras(*modules: str) -> None:
+    """Raise :class:`ModuleNotFoundError` for the first of ``modules`` that is not installed, before
+    any work starts (the command line names the extra that installs it)."""
+    import importlib.util
+
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run (or resume) the grid of a config file into a results folder."""
+    require_extras("sklearn", "scipy", *(() if args.serial else ("distributed",)))
     from netinit.experiments.config import config_hash, load_config, override
     from netinit.experiments.runner import run_grid, run_path
 
@@ -139,6 +151,7 @@ def add_experiment_commands(subparsers: Any) -> list[argparse.ArgumentParser]:
 
 def cmd_results(args: argparse.Namespace) -> int:
     """``netinit results RESULTS_DIR -o REPORT_DIR``: statistics, figures and report of a grid."""
+    require_extras(*(() if args.no_plots else ("scikit_posthocs",)))  # the critical-difference diagram
     from netinit.errors import NetinitError
     from netinit.experiments.report import compare_results
 

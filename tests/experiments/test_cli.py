@@ -53,3 +53,14 @@ def test_add_experiment_commands_plugs_into_a_parser(tmp_path):
     args = parser.parse_args(["experiment", "c.toml", "-o", "out", "--scheduler", "tcp://127.0.0.1:8786",
                               "--seeds", "5"])
     assert args.scheduler == "tcp://127.0.0.1:8786" and args.seeds == 5 and callable(args.func)
+
+
+def test_missing_extras_are_named_before_any_run(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    assert main(["experiment", str(_toml(tmp_path)), "-o", str(tmp_path / "r"), "--serial"]) == 1
+    assert capsys.readouterr().err.strip() == ("netinit: error: this needs the experiments extra: "
+                                              "pip install 'netinit[experiments]' (no module 'sklearn')")
+    assert not (tmp_path / "r").exists()
