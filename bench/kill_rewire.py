@@ -107,17 +107,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kills", type=int, default=100, help="kills per format")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "kill_rewire.json")
+    ap.add_argument("--formats", nargs="+", default=["safetensors", "pt"], choices=["safetensors", "pt"])
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "kill_rewire.json",
+                    help="results; a format run again replaces its entry (the old one is kept under 'superseded')")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     work = Path(tempfile.mkdtemp(prefix="netinit-kill-"))
     try:
         inputs = _make_inputs(work, args.seed)
-        results = [run_format(name, src, args.kills, rng) for name, src in inputs.items()]
+        results = [run_format(name, inputs[name], args.kills, rng) for name in args.formats]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report = {"kills_per_format": args.kills, "seed": args.seed, "python": sys.version.split()[0],
-              "cpus": os.cpu_count(), "formats": results}
+    report = json.loads(args.out.read_text()) if args.out.exists() else {"formats": []}
+    old = {r["format"]: r for r in report["formats"]}
+    report.setdefault("superseded", []).extend(old[r["format"]] for r in results if r["format"] in old)
+    old.update({r["format"]: r for r in results})
+    report.update({"kills_per_format": args.kills, "seed": args.seed, "python": sys.version.split()[0],
+                   "cpus": os.cpu_count(), "formats": list(old.values())})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     for r in results:
