@@ -124,8 +124,9 @@ def bounded_call(fn: Callable[[], Any], path: Path, *, timeout: float, what: str
             os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
     if not chunks:
-        raise CorruptFileError(f"{path}: {what} ended the parser without a result "
-                               f"(exit status {os.waitstatus_to_exitcode(status)})")
+        code = os.waitstatus_to_exitcode(status)
+        how = f"the parser crashed (signal {-code})" if code < 0 else f"the parser exited with status {code}"
+        raise CorruptFileError(f"{path}: {what} failed: {how}, in a child process; nothing of it ran here")
     kind, value = pickle.loads(b"".join(chunks))
     if kind == "err":
         raise value

@@ -1,6 +1,7 @@
 """Every input the fuzz harness (bench/fuzz) stopped on, read again: a one-line NetinitError naming
 the file, within the reader's bounds. Files: tests/formats/data/fuzz/<target>-<what>-<hash>.<suffix>;
-<what> says what it did before it was fixed (an HDF5 loop, an HDF5 allocation of gigabytes)."""
+<what> says what it did before it was fixed or contained (an HDF5 loop, an HDF5 allocation of
+gigabytes, a segmentation fault inside HDF5, now confined to the reader's child process)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ EXPECTED = {  # what the reader now says about each, by the part of its name bef
     "keras-hdf5-loop": r"corrupt HDF5 global heap at byte \d+ \(object 0 of 0 bytes at byte \d+ never ends\)",
     "h5-hdf5-loop": r"corrupt HDF5 global heap at byte \d+ \(object 0 of 0 bytes at byte \d+ never ends\)",
     "h5-hdf5-alloc": r"corrupt HDF5 structure \(OSError: .*memory allocation failed",
+    # HDF5 dereferences a damaged attribute and dies of SIGSEGV: in the reader's child process
+    "h5-hdf5-segfault": r"reading the HDF5 structure failed: the parser crashed \(signal 11\)",
 }
 
 
