@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -56,10 +57,11 @@ def fuzz_target(name: str, *, seconds: float | None = None, runs: int | None = N
     escapes = findings / "escapes.jsonl"
     escapes.unlink(missing_ok=True)
     seeds = HERE / "seeds" / name
-    dirs = [str(corpus)] if corpus is not None else []
-    if corpus is not None:
-        corpus.mkdir(parents=True, exist_ok=True)
-    dirs.append(str(seeds))
+    if corpus is None:  # libFuzzer writes new inputs into its first folder: never the seeds
+        corpus = findings / "corpus"
+        shutil.rmtree(corpus, ignore_errors=True)
+    corpus.mkdir(parents=True, exist_ok=True)
+    dirs = [str(corpus), str(seeds)]
     env = dict(os.environ, NETINIT_FUZZ_ESCAPES=str(escapes), PYTHONPATH=str(ROOT))
     result = {"target": name, "executions": 0, "seconds": 0.0, "escapes": 0, "escape_kinds": [],
               "bounded_hangs": 0, "hangs": 0, "crashes": 0, "ooms": 0, "restarts": 0,
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fuzz.json")
     ap.add_argument("--findings", type=Path, default=ROOT / "bench" / "results" / "fuzz_findings")
     ap.add_argument("--corpus", type=Path, default=HERE / "corpus",
-                    help="where each target's grown corpus is kept between runs ('none': seeds only)")
+                    help="where each target's grown corpus is kept between runs ('none': a fresh one under --findings)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
