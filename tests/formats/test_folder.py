@@ -204,3 +204,21 @@ def test_a_stack_of_unknown_layout_is_skipped_not_read_as_a_convolution(tmp_path
     found, skipped = netinit.find_layers(load_checkpoint(tmp_path / "x.safetensors"))
     assert [layer.name for layer in found] == ["model.layers.0.fc.weight"]
     assert skipped[0].reason.startswith("3-D stack of experts in a layout netinit does not know")
+
+
+def test_out_in_stacks_are_read_where_the_config_names_the_type(tmp_path):
+    """transformers holds Mixtral's experts as (experts, out, in) stacks in memory; a folder whose
+    config.json says mixtral has its stacks read that way (no config: skipped, not guessed)."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(0)
+    stack = torch.randn(2, 6, 4, generator=gen)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    save_file({"model.layers.0.mlp.experts.gate_up_proj": stack}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text('{"model_type": "mixtral", "num_hidden_layers": 1, "num_local_experts": 2}')
+    found, _ = netinit.find_layers(load_checkpoint(folder))
+    assert [(la.name, la.expert, la.matrix_shape, la.layout) for la in found] == [
+        (f"model.layers.0.mlp.experts.{e}.gate_up_proj", e, (6, 4), "out_in") for e in range(2)]
+    for la in found:
+        np.testing.assert_array_equal(la.matrix(), stack[la.index].numpy())
