@@ -83,6 +83,9 @@ def _check_suffix(out: Path, ckpt: Checkpoint) -> None:
     if not suffix or suffix in own.suffixes or suffix == ckpt.path.suffix.lower() or out.is_dir():
         return
     other = [f.name for f in available_formats() if suffix in f.suffixes]
+    if other and own.name == "folder":
+        raise OutputError(f"{out}: the suffix {suffix} names the {other[0]} format, but a model folder is rewritten "
+                          f"as a model folder; give a folder path (e.g. {out.with_suffix('')})")
     if other:
         raise OutputError(f"{out}: the suffix {suffix} names the {other[0]} format, but the rewired checkpoint is "
                           f"written in its own format ({own.name}); use {' or '.join(own.suffixes)}")

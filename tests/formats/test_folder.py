@@ -222,3 +222,11 @@ def test_out_in_stacks_are_read_where_the_config_names_the_type(tmp_path):
         (f"model.layers.0.mlp.experts.{e}.gate_up_proj", e, (6, 4), "out_in") for e in range(2)]
     for la in found:
         np.testing.assert_array_equal(la.matrix(), stack[la.index].numpy())
+
+
+def test_a_folder_is_rewritten_as_a_folder(saved, tmp_path):
+    folder, _ = saved["llama"]
+    with pytest.raises(netinit.OutputError, match=r"out\.safetensors: the suffix \.safetensors names the safetensors format, "
+                                                  r"but a model folder is rewritten as a model folder; give a folder path"):
+        netinit.rewire_checkpoint(folder, tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
