@@ -40,6 +40,7 @@ from numpy.typing import ArrayLike
 from netinit._rng import layer_generator
 from netinit.formats import Checkpoint, load_checkpoint
 from netinit.layers import Coverage, Layer, LayerSelection, find_layers
+from netinit.validation import checked
 
 __all__ = ["Analysis", "analyze", "LayerResult", "plan_analysis", "analyze_layer", "assemble_analysis",
            "largest_abs_weight", "check_null", "recorded_options", "NETWORK_MAX_SIDE", "NETWORK_SLOW",
@@ -413,32 +414,33 @@ def analyze_layer(
     check_null(null, null_model)
     W = layer.matrix()
     Wd = W if device is None else _on_device(W, device)  # the metrics of the tables, through torch there
-    place = {"block": layer.block, "role": layer.role, "expert": layer.expert}
-    row = {"layer": layer.name, "kind": layer.kind, **place, "dtype": layer.dtype,
-           "quantization": None if layer.quant is None else layer.quant.scheme, "_tensor": layer.stored_name}
-    row.update(layer_summary(Wd, layer=layer.name, kind=layer.kind, shape=layer.shape, correlation=correlation,
-                             rng=layer_generator(seed, layer.name + ":correlation")))
-    row["dtype"] = layer.dtype
-    nt = neuron_table(Wd, layer=layer.name, centrality=centrality, k=k,
-                      rng=layer_generator(seed, layer.name) if centrality else None)
-    for i, (col, value) in enumerate(place.items(), start=1):
-        nt.insert(i, col, pd.array([value] * len(nt), dtype="Int64" if col != "role" else "string"))
-    chain = layer.kind in _CHAIN_KINDS
-    null_rng, network_rng = layer_generator(seed, layer.name).spawn(2)
-    null_in = null_out = None
-    if null is not None:
-        from netinit.metrics import null_summary
+    with checked(W, Wd):  # validated once, by layer.matrix(): the metrics need not scan it again
+        place = {"block": layer.block, "role": layer.role, "expert": layer.expert}
+        row = {"layer": layer.name, "kind": layer.kind, **place, "dtype": layer.dtype,
+               "quantization": None if layer.quant is None else layer.quant.scheme, "_tensor": layer.stored_name}
+        row.update(layer_summary(Wd, layer=layer.name, kind=layer.kind, shape=layer.shape, correlation=correlation,
+                                 rng=layer_generator(seed, layer.name + ":correlation")))
+        row["dtype"] = layer.dtype
+        nt = neuron_table(Wd, layer=layer.name, centrality=centrality, k=k,
+                          rng=layer_generator(seed, layer.name) if centrality else None)
+        for i, (col, value) in enumerate(place.items(), start=1):
+            nt.insert(i, col, pd.array([value] * len(nt), dtype="Int64" if col != "role" else "string"))
+        chain = layer.kind in _CHAIN_KINDS
+        null_rng, network_rng = layer_generator(seed, layer.name).spawn(2)
+        null_in = null_out = None
+        if null is not None:
+            from netinit.metrics import null_summary
 
-        res = null_summary(W, shuffles=null, model=null_model, rng=null_rng, strengths=chain)
-        if chain:  # kept until the chains are assembled: float32 halves that (plenty for a correlation)
-            null_in = res.pop("null_in_strengths").astype(np.float32)
-            null_out = res.pop("null_out_strengths").astype(np.float32)
-        row.update(res)
-    if network_w_max is not None:
-        nt = _add_network(W, layer, row, nt, w_max=network_w_max, rng=network_rng)
-    return LayerResult(layer.name, layer.kind, layer.n_out, layer.n_in, row, nt,
-                       _host(in_strength(Wd)) if chain else None, _host(out_strength(Wd)) if chain else None,
-                       null_in, null_out)
+            res = null_summary(W, shuffles=null, model=null_model, rng=null_rng, strengths=chain)
+            if chain:  # kept until the chains are assembled: float32 halves that (plenty for a correlation)
+                null_in = res.pop("null_in_strengths").astype(np.float32)
+                null_out = res.pop("null_out_strengths").astype(np.float32)
+            row.update(res)
+        if network_w_max is not None:
+            nt = _add_network(W, layer, row, nt, w_max=network_w_max, rng=network_rng)
+        return LayerResult(layer.name, layer.kind, layer.n_out, layer.n_in, row, nt,
+                           _host(in_strength(Wd)) if chain else None, _host(out_strength(Wd)) if chain else None,
+                           null_in, null_out)
 
 
 def _on_device(W: np.ndarray, device: str) -> Any:
