@@ -15,6 +15,7 @@ from typing import Sequence
 
 from netinit.cliargs import device as _device
 from netinit.cliargs import err as _err
+from netinit.cliargs import int_at_least
 from netinit.cliargs import nonnegative_int as _nonnegative_int
 from netinit.cliargs import plural as _n
 from netinit.cliargs import positive_int as _positive_int
@@ -77,13 +78,7 @@ def _data_batch(spec: str, samples: int, seed: int):
 
 def _null_count(text: str) -> int:
     """``--null K``: shuffled copies, at least 2 (a null SD needs two)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2 (shuffled copies of each layer), got {text!r}")
-    return value
+    return int_at_least(text, 2, "an integer >= 2 (shuffled copies of each layer)")
 
 
 def _step_list(text: str) -> list[int]:
@@ -95,6 +90,13 @@ def _step_list(text: str) -> list[int]:
     if any(v < 0 for v in steps):
         raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got {text!r}")
     return steps
+
+
+def _print_summary(summary: dict, written: list[Path], args: argparse.Namespace) -> None:
+    """Record the files written in ``summary`` and print it as JSON on stdout with ``--json``."""
+    summary["outputs"] = [str(p) for p in written]
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
 
 
 def _analysis_options(args: argparse.Namespace) -> dict:
@@ -150,9 +152,7 @@ def _analyze_trajectory(args: argparse.Namespace, paths: list[str]) -> int:
                                        neurons_format=args.neurons_format, overwrite=args.force)
                if args.output is not None else [])
     summary = traj.summary()
-    summary["outputs"] = [str(p) for p in written]
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+    _print_summary(summary, written, args)
     if not args.quiet:
         _err(f"netinit: analysed {len(paths)} checkpoints ({len(traj.layers)} layer rows)"
              + (f"; wrote {len(written)} files to {args.output} (open {Path(args.output) / 'report.html'})"
@@ -188,9 +188,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                                neurons_format=args.neurons_format,
                                matrix_of=lambda n: by_name[n].matrix(), overwrite=args.force)
     summary = result.summary()
-    summary["outputs"] = [str(p) for p in written]
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+    _print_summary(summary, written, args)
     if not args.quiet:
         where = f" (weights under {result.container!r})" if result.container else ""
         _err(f"netinit: {path}{where}: {result.coverage.text()}")
@@ -288,9 +286,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                             progress=_progress("compare", args.quiet))
     written = write_comparison(c, args.output, plots=not args.no_plots, overwrite=args.force) if args.output else []
     summary = c.summary()
-    summary["outputs"] = [str(p) for p in written]
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+    _print_summary(summary, written, args)
     if not args.quiet:
         _err(f"netinit: compared {_n(len(c.layers), 'shared layer')}"
              + (f"; {len(c.unmatched)} unmatched (see unmatched.csv)" if len(c.unmatched) else "")

@@ -10,7 +10,7 @@ import sys
 from typing import Any, Callable, Iterable
 
 __all__ = ["progress", "positive_int", "nonnegative_int", "device", "scheduler_address", "err", "plural",
-           "SCHEDULER_SCHEMES"]
+           "SCHEDULER_SCHEMES", "int_at_least"]
 
 
 def progress(desc: str, quiet: bool) -> Callable[[Iterable[Any]], Iterable[Any]] | None:
@@ -27,26 +27,25 @@ def progress(desc: str, quiet: bool) -> Callable[[Iterable[Any]], Iterable[Any]]
     return wrap
 
 
-def positive_int(text: str) -> int:
-    """An integer of at least 1."""
+def int_at_least(text: str, minimum: int, expected: str) -> int:
+    """``text`` as an integer of at least ``minimum``, else a usage error saying ``expected``."""
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1."""
+    return int_at_least(text, 1, "a positive integer")
 
 
 def nonnegative_int(text: str) -> int:
     """An integer of at least 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+    return int_at_least(text, 0, "a non-negative integer")
 
 
 def device(text: str) -> str:

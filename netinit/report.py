@@ -335,9 +335,14 @@ def _html(result: Analysis, figures: list[Path], files: list[str]) -> str:
         counts = result.skipped["reason"].value_counts()
         parts.append("<p class='note'>" + "; ".join(f"{e(str(r))}: {n}" for r, n in counts.items()) + "</p>")
         parts.append(table_html(result.skipped))
-    parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{e(f)}'>{e(f)}</a></li>" for f in files) + "</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return _page_end(parts, files)
+
+
+def _page_end(parts: list[str], files: list[str]) -> str:
+    """The report page: ``parts``, then the list of files written."""
+    e = html.escape
+    links = "".join(f"<li><a href='{e(f)}'>{e(f)}</a></li>" for f in files)
+    return "\n".join([*parts, f"<h2>Files</h2><ul>{links}</ul>", "</body></html>"])
 
 
 def write_report(
@@ -501,9 +506,7 @@ def _trajectory_html(traj: Any, figures: list[Path], files: list[str]) -> str:
             parts.append("<img src='null_zscores.png' alt='z-scores'>")
     if len(traj.chains):
         parts.append("<h2>Strength across consecutive layers</h2>" + table_html(traj.chains))
-    parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{e(f)}'>{e(f)}</a></li>" for f in files) + "</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return _page_end(parts, files)
 
 
 def write_trajectory_report(
