@@ -24,6 +24,9 @@ CONFIGS = {
     "mixtral": ("MixtralConfig", "MixtralForCausalLM", dict(intermediate_size=16, num_local_experts=4)),
     "qwen3_moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM", dict(intermediate_size=48, moe_intermediate_size=16,
                                                                  head_dim=8, num_experts=4, num_experts_per_tok=2)),
+    "qwen2_moe": ("Qwen2MoeConfig", "Qwen2MoeForCausalLM", dict(intermediate_size=48, moe_intermediate_size=16,
+                                                                 shared_expert_intermediate_size=24, num_experts=4,
+                                                                 num_experts_per_tok=2)),
     "gpt_oss": ("GptOssConfig", "GptOssForCausalLM", dict(intermediate_size=16, head_dim=8, num_local_experts=4,
                                                           num_experts_per_tok=2,
                                                           layer_types=["sliding_attention", "full_attention"])),
@@ -67,6 +70,23 @@ def test_a_save_pretrained_folder_reads_with_its_config(saved, arch):
     assert {"attn_q", "attn_k", "attn_v", "attn_o", "head"} <= roles
     if arch != "llama":
         assert "router" in roles and {layer.expert for layer in found if layer.expert is not None} == {0, 1, 2, 3}
+
+
+def test_shared_experts_have_their_own_roles_and_no_expert_index(saved):
+    """Qwen2-MoE's shared expert (and its gate) beside the routed experts, as save_pretrained writes them."""
+    folder, model = saved["qwen2_moe"]
+    found, _ = netinit.find_layers(load_checkpoint(folder))
+    block0 = {layer.name: layer for layer in found if layer.block == 0}
+    shared = {layer.role for layer in block0.values() if ".shared_expert" in layer.name}
+    assert shared == {"shared_gate", "shared_up", "shared_down", "shared_router"}
+    assert all(block0[n].expert is None for n in block0 if ".shared_expert" in n)
+    routed = {(layer.role, layer.expert) for layer in block0.values() if ".experts." in layer.name}
+    assert routed == {(r, e) for r in ("mlp_gate", "mlp_up", "mlp_down") for e in range(4)}
+    mlp = model.model.layers[0].mlp
+    gate = block0["model.layers.0.mlp.shared_expert_gate.weight"]
+    assert gate.shape == tuple(mlp.shared_expert_gate.weight.shape) == (1, 32)
+    np.testing.assert_array_equal(block0["model.layers.0.mlp.shared_expert.down_proj.weight"].matrix(),
+                                  mlp.shared_expert.down_proj.weight.detach().numpy())
 
 
 @pytest.mark.parametrize("arch", ["mixtral", "qwen3_moe", "gpt_oss", "llama4"])
