@@ -9,8 +9,10 @@ Every tensor in the order given, with what its name, shape and neighbours say be
   the tensor names), or is skipped when netinit does not know the layout;
 * gpt-oss MXFP4 expert blocks become one entry per expert, dequantised on load;
 * FP8 weights carry their scheme and scale tensor (:mod:`netinit.quant`), GGUF's quantised
-  tensors their type; scale, zero-point and index tensors are skipped as such, and schemes
-  netinit cannot dequantise are skipped by name.
+  tensors their type; packed GPTQ, AWQ, compressed-tensors and bitsandbytes weights become one
+  ``(n_out, n_in)`` entry each, described by :func:`netinit.quant.quantised_weight` with the
+  folder's ``quantization_config``; scale, zero-point and index tensors are skipped as such,
+  and schemes netinit cannot dequantise are skipped by name.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from netinit.errors import LayerError, ShapeError
+from netinit.errors import CorruptFileError, LayerError, ShapeError
 from netinit.formats.base import Checkpoint, TensorInfo
-from netinit.quant import FP8_DTYPES, Quantized, companion_reason, fp8_scheme, mxfp4_scales, unsupported_scheme
+from netinit.quant import FP8_DTYPES, Quantized, companion_reason, fp8_scheme, mxfp4_scales, quantised_weight, unsupported_scheme
 
 __all__ = ["checkpoint_tensors", "stack_layout", "expert_name"]
 
@@ -71,11 +73,19 @@ def checkpoint_tensors(ckpt: Checkpoint, infos: list[TensorInfo]) -> list[tuple[
             base = info.name[: -len("_blocks")]
             for e in range(info.shape[0]):
                 sub = TensorInfo(expert_name(base, e), (info.shape[1], info.shape[2] * 32), "float32")
-                out.append((sub, "linear", {"quant": Quantized("MXFP4", mx, 32), "stored_dtype": "mxfp4",
+                out.append((sub, "linear", {"quant": Quantized("MXFP4", mx, 32, method="mxfp4"), "stored_dtype": "mxfp4",
                                             "tensor_name": info.name, "index": e, "expert": e}))
             continue
+        try:
+            packed = quantised_weight(info.name, by_name, qconfig, ckpt.load)
+        except (ShapeError, CorruptFileError) as exc:
+            raise type(exc)(f"{ckpt.path}: {exc}") from None
+        if isinstance(packed, tuple):  # dequantised on load, in the canonical (n_out, n_in) orientation
+            shape, quant, stored = packed
+            out.append((TensorInfo(info.name, shape, "float32"), hint, {"quant": quant, "stored_dtype": stored}))
+            continue
         why = companion_reason(info.name)
-        scheme = None if why else unsupported_scheme(info.name, info.dtype, names)
+        scheme = packed or (None if why else unsupported_scheme(info.name, info.dtype, names))
         if why or scheme:
             out.append((info, hint, {"skip": why or f"quantised ({scheme}): not supported"}))
             continue

@@ -65,10 +65,10 @@ from typing import TYPE_CHECKING, Any, Sequence, Union
 import numpy as np
 
 from netinit import validation
-from netinit.errors import LayerError, NoLayersError, ShapeError
+from netinit.errors import CorruptFileError, LayerError, NoLayersError, ShapeError
 from netinit.formats.base import Checkpoint, TensorInfo
 from netinit.naming import block_of, expert_of, is_string_sorted, order_key, role_of
-from netinit.quant import Quantized, dequantize_fp8, dequantize_mxfp4
+from netinit.quant import Quantized, dequantize
 
 if TYPE_CHECKING:
     import torch
@@ -183,21 +183,26 @@ class Layer:
         return (self.n_out, self.n_in)
 
     def tensor(self) -> Any:
-        """The stored tensor: loaded from the checkpoint, or the module's parameter (a torch tensor)."""
+        """The stored tensor: loaded from the checkpoint, or the module's parameter (a torch tensor).
+        A quantised weight comes dequantised (:func:`netinit.quant.dequantize`): float32 of
+        :attr:`shape`."""
         if self.param is not None:
             return self.param
         if self.source is None:
             raise LayerError(f"layer {self.name!r} has no checkpoint to load from")
-        if self.index is None and self.quant is None:
+        method = self.quant.method if self.quant is not None else ""
+        if self.index is None and not method:
             return self.source.load(self.name)
         cache = self.source.__dict__.setdefault("_netinit_stack", {})  # one stack kept: experts come in order
         t = cache.get(self.stored_name)
         if t is None:
-            t = self.source.load(self.stored_name)
-            if self.quant is not None and self.quant.scheme == "MXFP4":
-                t = dequantize_mxfp4(t, self.source.load(self.quant.scale))
-            elif self.quant is not None and self.quant.scale:  # FP8: the reader returns the stored codes
-                t = dequantize_fp8(t, self.dtype, self.source.load(self.quant.scale), self.quant)
+            if method:
+                try:
+                    t = dequantize(self.quant, self.source.load, self.stored_name, self.dtype)
+                except (ShapeError, CorruptFileError) as exc:
+                    raise type(exc)(f"{self.source.path}: layer {self.name!r}: {exc}") from None
+            else:
+                t = self.source.load(self.stored_name)
             cache.clear()
             cache[self.stored_name] = t
         return t if self.index is None else t[self.index]

@@ -2,7 +2,13 @@
 
 netinit analyses a quantised layer through its dequantised values and writes nothing back into a
 quantised tensor (rewiring one is refused: rewire the full-precision checkpoint, then quantise).
-Scale, zero-point and index tensors are never layers: :func:`companion_reason` names them.
+Each quantised weight is one layer in the canonical ``(n_out, n_in)`` orientation (FP8 and
+MXFP4 keep their stored shape), named by its stored tensor (``...q_proj.qweight``,
+``...weight_packed``, ``...weight``); :class:`Quantized` names its scheme (the ``quantization``
+column). Scale, zero-point, shape and index tensors are never layers: :func:`companion_reason`
+names them. Values are computed exactly in float32 and, where the scales are stored in float16
+or bfloat16 (bitsandbytes: the ``dtype`` its state names), rounded once to that dtype, the
+weights the model computes with.
 
 Dequantised here:
 
@@ -10,33 +16,47 @@ Dequantised here:
   FP8 store it: ``weight`` in FP8 with ``weight_scale_inv`` of shape
   ``(ceil(out/b), ceil(in/b))`` (block ``b``, 128 unless ``quantization_config.weight_block_size``
   says otherwise), ``W = q * s[i // b, j // b]``; or with ``weight_scale`` per tensor (a
-  scalar), per output channel (``(out,)`` or ``(out, 1)``), ``W = q * s`` (compressed-tensors,
-  FBGEMM). A scale whose shape fits none of these is an error naming both tensors.
-
+  scalar), per output channel (``(out,)`` or ``(out, 1)``), ``W = q * s`` (compressed-tensors
+  ``float-quantized``, FBGEMM). A scale whose shape fits none of these is an error naming both
+  tensors.
 * **MXFP4** as gpt-oss stores its experts: ``*_blocks`` of shape ``(experts, out, G, 16)``
   (uint8, two FP4 E2M1 codes a byte, low nibble first) with ``*_scales`` ``(experts, out, G)``
   (E8M0 exponents, bias 127); expert ``e``'s weight is ``(out, 32 G)``,
   ``W[o, 32 g + k] = fp4(code) * 2 ** (scale[e, o, g] - 127)``.
+* **GPTQ** (``qweight``, ``qzeros``, ``scales``, ``g_idx``; 2, 4 and 8 bits; v1 zeros stored
+  minus one, ``gptq_v2`` as they are; act-order through ``g_idx``), **AWQ** GEMM (``qweight``
+  with the interleaved order ``[0, 2, 4, 6, 1, 3, 5, 7]``) and **compressed-tensors** integer
+  weights (``pack-quantized`` ``weight_packed``, ``int-quantized`` int8 ``weight``; group,
+  channel and tensor strategies, symmetric or with ``weight_zero_point``): definitions in
+  :mod:`netinit._quant_packed`. These need a folder's ``config.json`` ``quantization_config``
+  (bits, group size, GPTQ ``checkpoint_format``, AWQ ``version``, compressed-tensors
+  ``config_groups``), which the tensors must fit.
+* **bitsandbytes** 4-bit (NF4 and FP4, with or without double quantisation of ``absmax``) and
+  8-bit (``weight`` int8 with ``SCB``): definitions in :mod:`netinit._quant_bnb`; the 4-bit
+  quant state (a uint8 tensor holding JSON) says the shape, block size and dtype.
 
 Recognised and skipped with the reason ``quantised (SCHEME): not supported``: MXFP4 tensors of
-another shape, GPTQ and AWQ packed int4 (``qweight``, ``qzeros``, ``scales``,
-``g_idx``), bitsandbytes 4-bit and 8-bit (``weight`` of uint8/int8 with ``absmax``/``SCB``
-companions).
+another shape; GPTQ of 3 bits or another ``checkpoint_format`` (``marlin``, ...); AWQ of a
+``version`` other than ``gemm`` (``"quantised (AWQ gemv): not supported"``) or other bits;
+compressed-tensors formats other than the integer ones (``nvfp4-pack-quantized``, ...) or of
+bits other than 2, 4 and 8; packed integer weights in a file without a ``config.json`` that
+says how they were quantised.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from netinit._quant_base import Quantized, as_stored
 from netinit.errors import ShapeError
 
 __all__ = ["Quantized", "FP8_DTYPES", "fp8_to_float32", "fp8_scheme", "companion_reason", "unsupported_scheme",
-           "dequantize_fp8", "dequantize_mxfp4", "mxfp4_scales", "FP4_E2M1"]
+           "quantised_weight", "dequantize", "dequantize_fp8", "dequantize_mxfp4", "mxfp4_scales", "as_stored",
+           "FP4_E2M1"]
 
 #: the 16 values of an FP4 E2M1 code (sign bit 3)
 FP4_E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0],
@@ -46,27 +66,14 @@ FP8_DTYPES = ("float8_e4m3fn", "float8_e5m2")
 
 #: tensors that accompany a quantised weight: (regex on the name, what it is)
 _COMPANIONS = (
-    (r"\.weight_scale_inv$", "FP8 block scale"), (r"\.weight_scale$", "FP8 weight scale"),
+    (r"\.weight_scale_inv$", "FP8 block scale"), (r"\.weight_scale$", "weight scale"),
     (r"\.(input_scale|output_scale|k_scale|v_scale|input_scale_inv)$", "FP8 activation scale"),
     (r"_scales$", "MXFP4 scale"), (r"\.(qzeros|scales|g_idx)$", "GPTQ/AWQ quantisation parameter"),
     (r"\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_state\..*|SCB|weight_format)$",
      "bitsandbytes quantisation state"),
     (r"\.weight_(zero_point|g_idx|shape|global_scale|packed_scale)$", "compressed-tensors quantisation parameter"),
 )
-_UNSUPPORTED = (
-    (r"_blocks$", "MXFP4"), (r"\.qweight$", "GPTQ/AWQ int4"), (r"\.weight_packed$", "compressed-tensors packed int"),
-)
-
-
-@dataclass(frozen=True)
-class Quantized:
-    """How a layer's weight is quantised: ``scheme`` (``"float8_e4m3fn block 128x128"``,
-    ``"GGUF Q8_0"``), the scale tensor's name (empty where the reader dequantises, as for GGUF)
-    and the block size (0 for per-tensor or per-channel scales)."""
-
-    scheme: str
-    scale: str
-    block: int = 0
+_UNSUPPORTED = ((r"_blocks$", "MXFP4"),)
 
 
 def companion_reason(name: str) -> str | None:
@@ -78,16 +85,87 @@ def companion_reason(name: str) -> str | None:
 
 
 def unsupported_scheme(name: str, dtype: str, names: set[str]) -> str | None:
-    """The scheme of a quantised weight netinit cannot dequantise, or None."""
+    """The scheme of a quantised weight netinit cannot dequantise and :func:`quantised_weight` does
+    not describe (MXFP4 blocks outside gpt-oss's layout), or None."""
     for rx, scheme in _UNSUPPORTED:
         if re.search(rx, name):
             return scheme
-    stem = name[: -len(".weight")] if name.endswith(".weight") else None
-    if stem is not None and dtype in ("uint8", "int8") and any(
-            f"{stem}.weight.{c}" in names or f"{stem}.{c}" in names for c in ("absmax", "SCB", "quant_state.bitsandbytes__nf4",
-                                                                            "quant_state.bitsandbytes__fp4")):
-        return "bitsandbytes 4-bit" if dtype == "uint8" else "bitsandbytes 8-bit"
     return None
+
+
+def quantised_weight(name: str, infos: Mapping[str, Any], config: Mapping[str, Any] | None,
+                     load: Callable[[str], np.ndarray]) -> tuple[tuple[int, int], Quantized, str] | str | None:
+    """A packed GPTQ, AWQ, compressed-tensors or bitsandbytes weight.
+
+    Parameters
+    ----------
+    name : str
+        The tensor.
+    infos : mapping of str to TensorInfo
+        Every tensor of the checkpoint, by name.
+    config : mapping or None
+        ``config.json``'s ``quantization_config``.
+    load : callable
+        Loads a tensor by name (the bitsandbytes quant state and compressed-tensors
+        ``weight_shape`` are read here).
+
+    Returns
+    -------
+    ``((n_out, n_in), Quantized, stored dtype)`` for a weight netinit dequantises, the scheme
+    (``"AWQ gemv"``) of one it does not, None for a tensor that is neither.
+
+    Raises
+    ------
+    ShapeError
+        A companion tensor missing or of a shape that does not fit the weight.
+    CorruptFileError
+        A bitsandbytes quant state that is not its JSON.
+    """
+    from netinit._quant_bnb import bnb4_state, describe_bnb4, describe_bnb8
+    from netinit._quant_packed import describe_awq, describe_compressed, describe_gptq
+
+    info = infos[name]
+    cfg = config if isinstance(config, Mapping) else {}
+    method = str(cfg.get("quant_method") or "").lower()
+    if name.endswith(".qweight"):
+        if method in ("gptq", "awq"):
+            return (describe_gptq if method == "gptq" else describe_awq)(name, infos, cfg)
+        return "GPTQ/AWQ, no quantization_config in config.json" if not method else f"GPTQ/AWQ under {method}"
+    if not (name.endswith(".weight") or name.endswith(".weight_packed")):
+        return None
+    stem = name[: name.rindex(".") + 1]
+    if info.dtype == "uint8" and name.endswith(".weight") and bnb4_state(name, infos):
+        return describe_bnb4(name, infos, load)
+    if info.dtype == "int8" and name.endswith(".weight") and stem + "SCB" in infos:
+        return describe_bnb8(name, infos)
+    if name.endswith(".weight_packed") or (info.dtype == "int8" and stem + "weight_scale" in infos):
+        if method == "compressed-tensors":
+            return describe_compressed(name, infos, cfg, load)
+        return "compressed-tensors, no quantization_config in config.json" if not method else \
+            f"compressed-tensors layout under {method}"
+    return None
+
+
+def dequantize(q: Quantized, load: Callable[[str], np.ndarray], name: str, dtype: str) -> np.ndarray:
+    """The float32 values of quantised weight ``name`` (stored dtype ``dtype``) by ``q.method``:
+    the stored shape for FP8, ``(experts, out, in)`` for MXFP4, ``(n_out, n_in)`` otherwise.
+
+    Raises
+    ------
+    CorruptFileError
+        Stored indices out of range (a GPTQ ``g_idx`` naming a group that does not exist).
+    """
+    if q.method == "mxfp4":
+        return dequantize_mxfp4(load(name), load(q.scale))
+    if q.method == "fp8":
+        return dequantize_fp8(load(name), dtype, load(q.scale), q)
+    if q.method in ("bnb4", "bnb8"):
+        from netinit import _quant_bnb
+
+        return (_quant_bnb.dequantize_bnb4 if q.method == "bnb4" else _quant_bnb.dequantize_bnb8)(q, load, name)
+    from netinit import _quant_packed
+
+    return getattr(_quant_packed, f"dequantize_{q.method}")(q, load, name)
 
 
 def fp8_scheme(name: str, shape: tuple[int, ...], dtype: str, infos: Mapping[str, Any],
@@ -106,16 +184,16 @@ def fp8_scheme(name: str, shape: tuple[int, ...], dtype: str, infos: Mapping[str
         s = tuple(infos[inv].shape)
         b = block_size or 128
         if len(s) == 2 and s == (math.ceil(out / b), math.ceil(inn / b)):
-            return Quantized(f"{dtype} block {b}x{b}", inv, b)
+            return Quantized(f"{dtype} block {b}x{b}", inv, b, method="fp8")
         raise ShapeError(f"scale {inv!r} of shape {s} does not fit FP8 weight {name!r} of shape {shape} "
                          f"(blocks of {b}: expected {(math.ceil(out / b), math.ceil(inn / b))})")
     if direct in infos:
         s = tuple(infos[direct].shape)
         n = int(np.prod(s, dtype=np.int64)) if s else 1
         if n == 1:
-            return Quantized(f"{dtype} per tensor", direct)
+            return Quantized(f"{dtype} per tensor", direct, method="fp8")
         if n == out and (len(s) == 1 or s[1:] == (1,) * (len(s) - 1)):
-            return Quantized(f"{dtype} per channel", direct)
+            return Quantized(f"{dtype} per channel", direct, method="fp8")
         raise ShapeError(f"scale {direct!r} of shape {s} does not fit FP8 weight {name!r} of shape {shape} "
                          f"(a scalar or one scale per output channel, {out})")
     raise ShapeError(f"FP8 weight {name!r} has no scale ({inv!r} or {direct!r}) beside it")

@@ -1,4 +1,5 @@
-"""netinit.quant: FP8 weights dequantised for analysis, scales never layers, unsupported schemes named."""
+"""netinit.quant: FP8 and MXFP4 weights dequantised for analysis, scales never layers, unsupported schemes named
+(GPTQ/AWQ: test_quant_gptq_awq.py; bitsandbytes: test_quant_bnb.py; compressed-tensors: test_quant_compressed.py)."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def test_fp8_layers_are_dequantised_and_scales_are_not_layers(fp8_file):
                                                         "float8_e5m2 per tensor"]
     assert [layer.dtype for layer in found] == ["float8_e4m3fn", "float8_e4m3fn", "float8_e5m2"]
     assert {s.reason for s in skipped} == {"FP8 block scale (quantisation parameter, not a weight)",
-                                           "FP8 weight scale (quantisation parameter, not a weight)",
+                                           "weight scale (quantisation parameter, not a weight)",
                                            "FP8 activation scale (quantisation parameter, not a weight)"}
     table = netinit.analyze(path).layers
     assert table["layer"].tolist() == list(oracle)
@@ -116,7 +117,7 @@ def test_unsupported_schemes_are_skipped_with_their_name(tmp_path):
     found, skipped = netinit.find_layers(load_checkpoint(tmp_path / "q.safetensors"))
     assert [layer.name for layer in found] == ["fc.weight"]
     reasons = {s.name: s.reason for s in skipped}
-    assert reasons["l.q_proj.qweight"] == "quantised (GPTQ/AWQ int4): not supported"
+    assert reasons["l.q_proj.qweight"] == "quantised (GPTQ/AWQ, no quantization_config in config.json): not supported"
     assert reasons["e.gate_up_proj_blocks"] == "quantised (MXFP4): not supported"
     assert reasons["l.q_proj.scales"] == "GPTQ/AWQ quantisation parameter (quantisation parameter, not a weight)"
     assert reasons["e.gate_up_proj_scales"] == "MXFP4 scale (quantisation parameter, not a weight)"
