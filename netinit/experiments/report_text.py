@@ -1,7 +1,7 @@
 """The sentences of a results-folder comparison, written from its tables only.
 
 The verdict of one paired comparison (:func:`sentence_text`) and of a table of them
-(:func:`headline_text`), the number formats they share with the HTML tables, and the narrative helpers
+(:func:`headline_text`, read back by :func:`headline_parts`), the number formats they share with the HTML tables, and the narrative helpers
 the notebooks use: :func:`conclusion_text` (Markdown bullets for a subset of the comparisons),
 :func:`claim_check` (a claimed relative improvement against the measured one), and the verdict of a
 claim, :func:`verdict` and :func:`claim_verdicts`:
@@ -22,6 +22,7 @@ claim, :func:`verdict` and :func:`claim_verdicts`:
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import pandas as pd
@@ -31,7 +32,7 @@ from netinit.experiments.report_tables import ResultsReport
 #: Fewest paired seeds for a verdict other than inconclusive.
 MIN_SEEDS = 6
 
-__all__ = ["conclusion_text", "claim_check", "verdict", "claim_verdicts", "verdicts_markdown"]
+__all__ = ["conclusion_text", "claim_check", "verdict", "claim_verdicts", "verdicts_markdown", "headline_parts"]
 
 
 # --------------------------------------------------------------------------- sentences
@@ -93,6 +94,20 @@ def sentence_text(r: Any, what: str, metric: str, alpha: float) -> str:
             f"{r.ties} ties, {r.losses} losses over {r.n} seeds: {verdict} at alpha = {alpha}"
             + (f"; verdict: {r.verdict}" if hasattr(r, "verdict") else "")
             + (f" (with {r.n} seeds the Wilcoxon test cannot reach p < 0.05; it needs 6 or more)." if r.n < 6 else "."))
+
+
+#: What :func:`headline_text` writes after the outcome's description (:func:`headline_parts` reads it back).
+_HEADLINE = re.compile(r"^(?P<what>.*?): (?:\d+ of \d+ comparisons significant after Holm correction within .*"
+                       r"\(alpha = (?P<alpha>[0-9.eE+-]+)\)|no comparison could be tested\.)")
+
+
+def headline_parts(line: str) -> tuple[str, float | None] | None:
+    """The outcome description and alpha of a :func:`headline_text` line (alpha ``None`` when the
+    line names none), or ``None`` when ``line`` is not a headline."""
+    m = _HEADLINE.match(line)
+    if m is None:
+        return None
+    return m["what"], (float(m["alpha"]) if m["alpha"] else None)
 
 
 def headline_text(table: pd.DataFrame, what: str, alpha: float) -> str:
@@ -189,30 +204,43 @@ def _relative_verdict(r: Any, lo: float, hi: float, claimed: float, alpha: float
 
 
 def claim_verdicts(rep: ResultsReport, claims: Sequence[tuple[str, str, str]], *,
-                   table: str | None = None) -> pd.DataFrame:
+                   table: str | None = None, claimed_relative: float | None = None) -> pd.DataFrame:
     """One row per claim ``(claim text, condition, reference)``: the verdict from ``rep``'s numbers.
 
     ``table`` defaults to the declared primary outcome (``paired_primary``) when the report has
-    it, else ``paired_early``. Columns: ``claim, comparison, family, n, difference, ci90_high,
-    margin, p_holm, verdict`` (``verdict`` as :func:`verdict`; ``not tested`` when the comparison
-    could not be made).
+    it, else ``paired_early``. The verdict (:func:`verdict`) weighs the 90% interval against the
+    declared margin ``analysis.margin`` (the row's ``margin``), or, with ``claimed_relative``
+    (0.40 = a claimed +40%), against the claimed effect in the outcome's units,
+    ``claimed_relative * |mean of the reference|``. Columns: ``claim, comparison, outcome,
+    family, n, difference, ci90_high, margin`` (the effect size the verdict weighs), ``against``
+    (``declared margin`` or the claim), ``relative, rel_ci_low, rel_ci_high`` (ratio of means
+    minus 1 and its paired bootstrap 95% CI), ``p_holm, verdict`` (``not tested`` when the
+    comparison could not be made).
     """
     key = table or ("paired_primary" if "paired_primary" in rep.tables else "paired_early")
     t = rep.tables.get(key, pd.DataFrame())
     measure = rep.outcomes.get(key, rep.metric)
+    against = "declared margin" if claimed_relative is None else f"claimed {100 * claimed_relative:+.0f}% relative"
+    nan = float("nan")
     rows = []
     for text, m, ref in claims:
         row = t[(t["method"] == m) & (t["reference"] == ref)] if not t.empty else t
         if row.empty:
             rows.append({"claim": text, "comparison": f"{m} vs {ref}", "outcome": measure, "family": "",
-                         "n": 0, "difference": float("nan"), "ci90_high": float("nan"),
-                         "margin": rep.config.analysis.margin, "p_holm": float("nan"), "verdict": "not tested"})
+                         "n": 0, "difference": nan, "ci90_high": nan,
+                         "margin": rep.config.analysis.margin if claimed_relative is None else nan,
+                         "against": against, "relative": nan, "rel_ci_low": nan, "rel_ci_high": nan,
+                         "p_holm": nan, "verdict": "not tested"})
             continue
         r = next(row.itertuples(index=False))
+        target = float(r.margin) if claimed_relative is None else claimed_relative * abs(float(r.mean_base))
         rows.append({"claim": text, "comparison": f"{m} vs {ref}", "outcome": measure,
                      "family": getattr(r, "family", ""), "n": int(r.n), "difference": float(r.mean_diff),
-                     "ci90_high": float(r.diff_ci90_high), "margin": float(r.margin),
-                     "p_holm": float(r.p_wilcoxon_holm), "verdict": verdict(r, rep.alpha, rep.metric)})
+                     "ci90_high": float(r.diff_ci90_high), "margin": target, "against": against,
+                     "relative": float(r.rel_improvement), "rel_ci_low": float(getattr(r, "rel_ci_low", nan)),
+                     "rel_ci_high": float(getattr(r, "rel_ci_high", nan)), "p_holm": float(r.p_wilcoxon_holm),
+                     "verdict": verdict(r, rep.alpha, rep.metric,
+                                        claimed=None if claimed_relative is None else target)})
     return pd.DataFrame(rows)
 
 
@@ -223,8 +251,12 @@ def verdicts_markdown(table: pd.DataFrame) -> str:
         if r.verdict == "not tested":
             lines.append(f"- **{r.claim}** ({r.comparison}): not tested (no paired runs; see the notes).")
             continue
+        against = getattr(r, "against", "declared margin")
+        rel = getattr(r, "relative", float("nan"))
         lines.append(f"- **{r.claim}** ({r.comparison}, {r.outcome}; family {r.family}, {r.n} seeds): "
-                     f"**{r.verdict}**. Paired difference {100 * r.difference:+.2f} points, upper end of its "
-                     f"90% interval {100 * r.ci90_high:+.2f} points, declared margin {100 * r.margin:.2f} points, "
-                     f"Holm-adjusted Wilcoxon p = {r.p_holm:.3f}.")
+                     f"**{r.verdict}**. Paired difference {100 * r.difference:+.2f} points"
+                     + (f" (relative {100 * rel:+.1f}%, 95% CI {100 * r.rel_ci_low:+.1f}% to "
+                        f"{100 * r.rel_ci_high:+.1f}%)" if rel == rel and r.rel_ci_low == r.rel_ci_low else "")
+                     + f", upper end of its 90% interval {100 * r.ci90_high:+.2f} points, {against} "
+                     f"{100 * r.margin:.2f} points, Holm-adjusted Wilcoxon p = {r.p_holm:.3f}.")
     return "\n".join(lines)
