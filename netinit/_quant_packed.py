@@ -325,5 +325,5 @@ def dequantize_compressed(q: Quantized, load: Load, name: str) -> np.ndarray:
         zero = np.asarray(load(q.tensors[1]), dtype=np.float32).reshape(scale.shape)
     if G > 1:
         g = _g_index(load(q.tensors[2]) if q.tensors[2] else None, n_in, gs, G, q.tensors[2])
-        scale, zero = scale[:, g], zero[:, g]
+        scale, zero = scale[:, g], (zero[:, g] if zero.shape[1] > 1 else zero)
     return as_stored((values - zero) * scale, p["dtype"])
