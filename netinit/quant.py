@@ -125,6 +125,8 @@ def quantised_weight(name: str, infos: Mapping[str, Any], config: Mapping[str, A
     from netinit._quant_packed import describe_awq, describe_compressed, describe_gptq
 
     info = infos[name]
+    if info.numel == 0:  # an empty tensor is no weight of any scheme
+        return None
     cfg = config if isinstance(config, Mapping) else {}
     method = str(cfg.get("quant_method") or "").lower()
     if name.endswith(".qweight"):
