@@ -4,7 +4,8 @@ The verdict of one paired comparison (:func:`sentence_text`) and of a table of t
 (:func:`headline_text`, read back by :func:`headline_parts`), the number formats they share with the HTML tables, and the narrative helpers
 the notebooks use: :func:`conclusion_text` (Markdown bullets for a subset of the comparisons),
 :func:`claim_check` (a claimed relative improvement against the measured one), and the verdict of a
-claim, :func:`verdict` and :func:`claim_verdicts`:
+claim, :func:`verdict` and :func:`claim_verdicts` (and :func:`structure_verdicts` for the structure of
+random and trained weights):
 
 ``reproduced``
     the Holm-adjusted (within its family) Wilcoxon p-value is below alpha and the difference
@@ -32,7 +33,8 @@ from netinit.experiments.report_tables import ResultsReport
 #: Fewest paired seeds for a verdict other than inconclusive.
 MIN_SEEDS = 6
 
-__all__ = ["conclusion_text", "claim_check", "verdict", "claim_verdicts", "verdicts_markdown", "headline_parts"]
+__all__ = ["conclusion_text", "claim_check", "verdict", "claim_verdicts", "verdicts_markdown", "headline_parts",
+           "structure_verdicts"]
 
 
 # --------------------------------------------------------------------------- sentences
@@ -57,15 +59,20 @@ def _val(x: float, metric: str) -> str:
 
 def verdict(r: Any, alpha: float, metric: str = "test_acc", *, claimed: float | None = None) -> str:
     """``reproduced``, ``not reproduced: ...`` or ``inconclusive`` for one comparison row (module
-    docstring); ``claimed`` (in the outcome's units, higher = better) replaces the row's margin."""
+    docstring); ``claimed`` (in the outcome's units, higher = better) replaces the row's margin, and
+    a significant gain whose 90% interval ends below it is ``not reproduced: effects above X
+    excluded; a smaller gain is significant``."""
     if getattr(r, "n", MIN_SEEDS) < MIN_SEEDS:
         return f"inconclusive (fewer than {MIN_SEEDS} seeds)"
     sig = r.p_wilcoxon_holm < alpha
-    if sig and r.mean_diff > 0:
-        return "reproduced"
     target = claimed if claimed is not None else getattr(r, "margin", 0.0)
     bound = getattr(r, "diff_ci90_high", float("nan"))
     sign = -1.0 if "loss" in metric else 1.0
+    if sig and r.mean_diff > 0:
+        if claimed is not None and claimed > 0 and bound < claimed:  # a gain, but smaller than the claim
+            what = ("effects above " if sign > 0 else "loss reductions beyond ") + pts_text(bound, metric).lstrip("+")
+            return f"not reproduced: {what} excluded; a smaller gain is significant"
+        return "reproduced"
     if target and target > 0 and bound < target:
         what = ("effects above " if sign > 0 else "loss reductions beyond ") + pts_text(bound, metric).lstrip("+")
         return ("not reproduced: the effect is reversed; " if sig else "not reproduced: ") + f"{what} excluded"
@@ -260,3 +267,57 @@ def verdicts_markdown(table: pd.DataFrame) -> str:
                      + f", upper end of its 90% interval {100 * r.ci90_high:+.2f} points, {against} "
                      f"{100 * r.margin:.2f} points, Holm-adjusted Wilcoxon p = {r.p_holm:.3f}.")
     return "\n".join(lines)
+
+
+def structure_verdicts(at_init: pd.DataFrame, after: pd.DataFrame, *, alpha: float = 0.05,
+                       measures: Sequence[str] = ("in_strength_var", "out_strength_var")) -> pd.DataFrame:
+    """Verdicts of two claims per (method, layer, measure) from the tables of
+    :func:`netinit.experiments.structure.structure_tests` against a reference method, on the random
+    (``at_init``) and trained (``after``) weights:
+
+    ``lowers``
+        the method lowers the measure at initialisation: ``reproduced`` when the Holm-adjusted
+        Wilcoxon p is below ``alpha`` and the mean is below the reference's; ``not reproduced: the
+        effect is reversed`` when significant the other way; else ``inconclusive``;
+    ``survives``
+        the reduction measured at initialisation, ``d0 = mean_reference - mean``, is still there
+        after training: ``reproduced`` when significant and lower; ``not reproduced: reductions
+        above X excluded`` when X, the largest reduction the 95% interval of the trained difference
+        allows (``-diff_ci_low``), is below ``d0`` (the reduction at initialisation did not
+        survive whole); else ``inconclusive``.
+
+    Both are ``inconclusive (fewer than 6 seeds)`` below :data:`MIN_SEEDS` seeds. Columns: ``claim,
+    method, reference, layer, measure, state, n, mean, mean_reference, ratio, diff_ci_low,
+    diff_ci_high, p_holm, claimed`` (``d0`` for ``survives``), ``verdict``.
+    """
+    rows = []
+    if at_init.empty:
+        return pd.DataFrame(rows)
+    key = ["method", "reference", "layer", "measure"]
+    trained = after.set_index(key) if not after.empty else pd.DataFrame()
+    for r in at_init[at_init["measure"].isin(list(measures))].itertuples(index=False):
+        d0 = float(r.mean_reference - r.mean)
+        cases = [("lowers", "random", r._asdict(), float("nan"))]
+        k = (r.method, r.reference, r.layer, r.measure)
+        if not trained.empty and k in trained.index:
+            cases.append(("survives", "trained", {**dict(zip(key, k)), **trained.loc[k].to_dict()}, d0))
+        for claim, state, x, claimed in cases:
+            sig = x["p_wilcoxon_holm"] < alpha
+            lower = x["mean"] < x["mean_reference"]
+            if x["n"] < MIN_SEEDS:
+                v = f"inconclusive (fewer than {MIN_SEEDS} seeds)"
+            elif sig and lower:
+                v = "reproduced"
+            elif claim == "survives" and d0 > 0 and -x["diff_ci_low"] < d0:
+                v = (("not reproduced: the effect is reversed; " if sig else "not reproduced: ")
+                     + f"reductions above {-x['diff_ci_low']:.3g} excluded")
+            elif sig:
+                v = "not reproduced: the effect is reversed"
+            else:
+                v = "inconclusive"
+            rows.append({"claim": claim, "method": x["method"], "reference": x["reference"], "layer": x["layer"],
+                         "measure": x["measure"], "state": state, "n": int(x["n"]), "mean": float(x["mean"]),
+                         "mean_reference": float(x["mean_reference"]), "ratio": float(x["ratio"]),
+                         "diff_ci_low": float(x["diff_ci_low"]), "diff_ci_high": float(x["diff_ci_high"]),
+                         "p_holm": float(x["p_wilcoxon_holm"]), "claimed": claimed, "verdict": v})
+    return pd.DataFrame(rows)

@@ -87,3 +87,45 @@ def test_read_report_without_a_report_names_the_command(tiny_results, tmp_path):
         read_report(results)
     with pytest.raises(ResultsFolderError, match="not a results folder"):
         read_report(tmp_path)
+
+
+def _structure_row(**kw):
+    row = {"method": "default+pa", "reference": "default", "layer": "fc1", "measure": "in_strength_var", "n": 10,
+           "mean_reference": 1.0, "mean": 0.1, "ratio": 0.1, "diff_ci_low": -1.0, "diff_ci_high": -0.8,
+           "p_wilcoxon": 0.002, "p_ttest": 0.001, "higher": 0, "p_wilcoxon_holm": 0.004}
+    row.update(kw)
+    row["ratio"] = row["mean"] / row["mean_reference"]
+    return pd.DataFrame([row])
+
+
+@pytest.mark.parametrize(("trained", "expected"), [
+    ({"mean": 2.0, "mean_reference": 3.0, "diff_ci_low": -1.5, "diff_ci_high": -0.5}, "reproduced"),
+    ({"mean": 2.9, "mean_reference": 3.0, "diff_ci_low": -0.3, "diff_ci_high": 0.1, "p_wilcoxon_holm": 0.4},
+     "not reproduced: reductions above 0.3 excluded"),  # the 0.9 reduction at init is excluded
+    ({"mean": 2.5, "mean_reference": 3.0, "diff_ci_low": -1.2, "diff_ci_high": 0.2, "p_wilcoxon_holm": 0.4},
+     "inconclusive"),
+    ({"mean": 3.5, "mean_reference": 3.0, "diff_ci_low": 0.2, "diff_ci_high": 0.8},
+     "not reproduced: the effect is reversed; reductions above -0.2 excluded"),
+    ({"n": 2, "p_wilcoxon_holm": 0.5}, "inconclusive (fewer than 6 seeds)"),
+])
+def test_structure_verdicts(trained, expected):
+    from netinit.experiments.report_text import structure_verdicts
+
+    t = structure_verdicts(_structure_row(), _structure_row(**trained))
+    assert list(t["claim"]) == ["lowers", "survives"]
+    assert t["verdict"].iloc[0] == "reproduced"
+    assert t["claimed"].iloc[1] == pytest.approx(0.9)
+    assert t["verdict"].iloc[1] == expected
+    reversed_init = structure_verdicts(_structure_row(mean=1.5, diff_ci_low=0.2, diff_ci_high=0.8), pd.DataFrame())
+    assert list(reversed_init["verdict"]) == ["not reproduced: the effect is reversed"]
+
+
+def test_a_gain_smaller_than_the_claim_is_not_the_claim():
+    from types import SimpleNamespace as R
+
+    from netinit.experiments.report_text import verdict
+
+    row = R(n=20, p_wilcoxon_holm=0.01, mean_diff=0.01, diff_ci90_high=0.02, margin=0.005)
+    assert verdict(row, 0.05) == "reproduced"  # against the declared margin
+    assert verdict(row, 0.05, claimed=0.3) == "not reproduced: effects above 2.00 points excluded; a smaller gain is significant"
+    assert verdict(row, 0.05, claimed=0.015) == "reproduced"
