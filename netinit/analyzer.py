@@ -29,9 +29,13 @@ layer's result depends on the other layers or on which options are on.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal
+from functools import partial
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -44,7 +48,7 @@ from netinit.validation import checked
 
 __all__ = ["Analysis", "analyze", "LayerResult", "plan_analysis", "analyze_layer", "assemble_analysis",
            "largest_abs_weight", "check_null", "recorded_options", "NETWORK_MAX_SIDE", "NETWORK_SLOW",
-           "NETWORK_MAX_WEIGHTS", "NETWORK_LARGE"]
+           "NETWORK_MAX_WEIGHTS", "NETWORK_LARGE", "layer_threads", "map_layers", "MAX_LAYER_THREADS"]
 
 _CHAIN_KINDS = ("linear", "attention")
 #: Above this many neurons on a side, ``network=True`` skips the measures of :data:`NETWORK_SLOW`
@@ -60,6 +64,8 @@ NETWORK_SLOW = ("clustering", "harmonic", "current_flow")
 NETWORK_MAX_WEIGHTS = 2048 * 2048
 #: The network measures skipped on layers of more than :data:`NETWORK_MAX_WEIGHTS` weights.
 NETWORK_LARGE = ("subgraph", "communities")
+#: At most this many layers are analysed at once (threads; :func:`layer_threads`).
+MAX_LAYER_THREADS = 4
 _NULL_MODELS = ("matrix", "rows", "columns")
 _CENTRALITY = (None, "auto", "exact", "sampled")
 #: ``centrality=`` of :func:`analyze`
@@ -156,8 +162,10 @@ def analyze(
     """Per-layer and per-neuron statistics of every weight layer of a checkpoint.
 
     The work is :func:`plan_analysis` (open, find the layers), :func:`analyze_layer` on each
-    layer in turn, and :func:`assemble_analysis`; ``netinit.parallel.analyze_parallel`` runs the
-    same three steps with the layers spread over Dask workers, and gets the same tables.
+    layer, and :func:`assemble_analysis`; ``netinit.parallel.analyze_parallel`` runs the
+    same three steps with the layers spread over Dask workers, and gets the same tables. Without
+    ``centrality``, ``null``, ``network`` and ``device``, the layers are analysed on
+    :func:`layer_threads` threads, a layer each (:func:`map_layers`): the same tables, bit for bit.
 
     Parameters
     ----------
@@ -243,8 +251,10 @@ def analyze(
     ckpt, found, skipped = plan_analysis(source, layers=layers, embeddings=embeddings, centrality=centrality)
     w_max = largest_abs_weight(found) if network else None
     iterator = progress(found) if progress is not None else found
-    parts = [analyze_layer(layer, centrality=centrality, k=k, seed=seed, null=null, null_model=null_model,
-                           network_w_max=w_max, correlation=correlation, device=device) for layer in iterator]
+    one = partial(analyze_layer, centrality=centrality, k=k, seed=seed, null=null, null_model=null_model,
+                  network_w_max=w_max, correlation=correlation, device=device)
+    plain = device is None and centrality is None and null is None and w_max is None
+    parts = map_layers(one, iterator, threads=layer_threads() if plain else 1)
     act = None
     if data is not None:
         from netinit.diversity.checkpoint import checkpoint_activation_diversity
@@ -255,6 +265,52 @@ def analyze(
         options={"layers": layers, "embeddings": embeddings, "centrality": centrality, "k": k, "seed": seed,
                  "data": None if data is None else f"{len(data)} samples", "activation": activation,
                  "correlation": correlation, "device": device, **recorded_options(null, null_model, w_max)})
+
+
+def layer_threads() -> int:
+    """Layers :func:`analyze` works on at once: one per CPU core this process may use, at most
+    :data:`MAX_LAYER_THREADS`."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(MAX_LAYER_THREADS, n))
+
+
+def map_layers(fn: Callable[[Layer], LayerResult], layers: Iterable[Layer], *, threads: int = 1) -> list[LayerResult]:
+    """``[fn(layer) for layer in layers]``, on ``threads`` threads with at most ``threads`` layers in
+    memory at once; results in the order of ``layers``.
+
+    The threads share the process (numpy releases the GIL in its loops and BLAS calls): each works
+    on whole layers, and BLAS runs one thread each meanwhile (``threadpoolctl``, where installed),
+    since a multi-threaded BLAS on small products spins on cores that other work, or the other
+    layer, is using (measured: a 512 x 512 x 2048 float32 product took 36 ms on two BLAS threads
+    of a loaded 2-core machine, 5 ms on one). Exceptions come from the first failed layer in order.
+    """
+    if threads <= 1:
+        return [fn(layer) for layer in layers]
+    from concurrent.futures import ThreadPoolExecutor
+
+    results: list[LayerResult] = []
+    pending: deque[Any] = deque()
+    with _one_blas_thread(), ThreadPoolExecutor(threads, thread_name_prefix="netinit-layer") as pool:
+        for layer in layers:
+            pending.append(pool.submit(fn, layer))
+            if len(pending) >= threads:
+                results.append(pending.popleft().result())
+        results.extend(f.result() for f in pending)
+    return results
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn and scipy's stack
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def recorded_options(null: int | None, null_model: str, w_max: float | None) -> dict[str, Any]:
@@ -408,21 +464,29 @@ def analyze_layer(
         NaN/inf weights, a tensor that does not match the layer.
     """
     from netinit.metrics import in_strength, layer_summary, neuron_table, out_strength
+    from netinit.metrics.strength import layer_sums
 
     if centrality not in _CENTRALITY:
         raise ValueError(f"centrality must be None, 'auto', 'exact' or 'sampled', got {centrality!r}")
     check_null(null, null_model)
-    W = layer.matrix()
+    W = layer.matrix(check_finite=False)
+    sums = None
+    if device is None:  # one pass for the strengths, degrees and sums of squares of both tables
+        sums = layer_sums(W)
+        if not (math.isfinite(float(sums.in_strength.sum())) and math.isfinite(float(sums.in_sq.sum()))):
+            _check_finite(layer, W)  # NaN or inf, or finite sums beyond float64's range
+    else:
+        _check_finite(layer, W)
     Wd = W if device is None else _on_device(W, device)  # the metrics of the tables, through torch there
-    with checked(W, Wd):  # validated once, by layer.matrix(): the metrics need not scan it again
+    with checked(W, Wd):  # validated once, above: the metrics need not scan it again
         place = {"block": layer.block, "role": layer.role, "expert": layer.expert}
         row = {"layer": layer.name, "kind": layer.kind, **place, "dtype": layer.dtype,
                "quantization": None if layer.quant is None else layer.quant.scheme, "_tensor": layer.stored_name}
         row.update(layer_summary(Wd, layer=layer.name, kind=layer.kind, shape=layer.shape, correlation=correlation,
-                                 rng=layer_generator(seed, layer.name + ":correlation")))
+                                 rng=layer_generator(seed, layer.name + ":correlation"), sums=sums))
         row["dtype"] = layer.dtype
         nt = neuron_table(Wd, layer=layer.name, centrality=centrality, k=k,
-                          rng=layer_generator(seed, layer.name) if centrality else None)
+                          rng=layer_generator(seed, layer.name) if centrality else None, sums=sums)
         for i, (col, value) in enumerate(place.items(), start=1):
             nt.insert(i, col, pd.array([value] * len(nt), dtype="Int64" if col != "role" else "string"))
         chain = layer.kind in _CHAIN_KINDS
@@ -438,9 +502,21 @@ def analyze_layer(
             row.update(res)
         if network_w_max is not None:
             nt = _add_network(W, layer, row, nt, w_max=network_w_max, rng=network_rng)
-        return LayerResult(layer.name, layer.kind, layer.n_out, layer.n_in, row, nt,
-                           _host(in_strength(Wd)) if chain else None, _host(out_strength(Wd)) if chain else None,
-                           null_in, null_out)
+        if not chain:
+            s_in = s_out = None
+        elif sums is not None:
+            s_in, s_out = sums.in_strength, sums.out_strength
+        else:
+            s_in, s_out = _host(in_strength(Wd)), _host(out_strength(Wd))
+        return LayerResult(layer.name, layer.kind, layer.n_out, layer.n_in, row, nt, s_in, s_out, null_in, null_out)
+
+
+def _check_finite(layer: Layer, W: np.ndarray) -> None:
+    """The check of :meth:`netinit.layers.Layer.matrix`, with its message."""
+    from netinit.validation import check_finite
+
+    where = f"{layer.source.path}: " if layer.source is not None else ""
+    check_finite(W, f"{where}layer {layer.name!r}")
 
 
 def _on_device(W: np.ndarray, device: str) -> Any:

@@ -187,3 +187,42 @@ def test_the_torch_path_gives_the_numpy_tables(device, tmp_path):
     for a, b in ((plain.layers, torched.layers), (plain.neurons, torched.neurons), (plain.chains, torched.chains)):
         pd.testing.assert_frame_equal(b, a, check_exact=False, rtol=rtol, atol=1e-7 if device != "cpu" else 1e-12)
     assert torched.options["device"] == device
+
+
+def test_layers_on_threads_give_the_sequential_tables(example, monkeypatch):
+    """analyze's layers on several threads: the tables of one thread, bit for bit, in file order."""
+    import netinit.analyzer as analyzer_mod
+
+    monkeypatch.setattr(analyzer_mod, "MAX_LAYER_THREADS", 1)
+    one = analyze(example, correlation="sampled")
+    monkeypatch.setattr(analyzer_mod, "MAX_LAYER_THREADS", 3)
+    monkeypatch.setattr(analyzer_mod, "layer_threads", lambda: 3)
+    many = analyze(example, correlation="sampled")
+    for table in ("layers", "neurons", "chains"):
+        pd.testing.assert_frame_equal(getattr(many, table), getattr(one, table), check_exact=True, obj=table)
+
+
+def test_map_layers_keeps_order_and_raises_the_first_error():
+    from netinit.analyzer import map_layers
+
+    assert map_layers(lambda x: x * 2, range(7), threads=3) == [0, 2, 4, 6, 8, 10, 12]
+
+    def fail(x):
+        if x in (2, 4):
+            raise ValueError(f"layer {x}")
+        return x
+
+    with pytest.raises(ValueError, match="layer 2"):
+        map_layers(fail, range(7), threads=2)
+
+
+def test_non_finite_layer_is_refused_with_the_readers_message(tmp_path):
+    from safetensors.numpy import save_file
+
+    from netinit.errors import NonFiniteError
+
+    W = np.ones((4, 3), dtype=np.float32)
+    W[2, 1] = np.nan
+    save_file({"fc.weight": W}, str(tmp_path / "n.safetensors"))
+    with pytest.raises(NonFiniteError, match=r"n\.safetensors: layer 'fc\.weight' holds 1 non-finite value.*\(2, 1\)"):
+        analyze(tmp_path / "n.safetensors")

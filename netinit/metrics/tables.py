@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from netinit._rng import RngLike, as_generator, layer_generator
-from netinit.metrics.correlation import correlation_summary
-from netinit.metrics.strength import degree, in_strength, out_strength, strength_stats
+from netinit.metrics.correlation import EXACT_MAX_NEURONS, correlation_summary, usable_from_moments
+from netinit.metrics.strength import LayerSums, degree, in_strength, layer_sums, out_strength, stats_from_sums, strength_stats
 from netinit.validation import check_matrix, is_torch
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,14 +37,14 @@ _CENTRALITY = (None, "auto", "exact", "sampled")
 _CORRELATION = ("auto", "exact", "sampled")
 
 
-def _corr(X: Any, threshold: float, name: str, method: str, rng: Any) -> dict[str, Any]:
+def _corr(X: Any, threshold: float, name: str, method: str, rng: Any, usable: Any = None) -> dict[str, Any]:
     if int(X.shape[1]) < 2:  # one feature per vector: Pearson undefined for every vector
         n = float(X.shape[0])
         return {"mean_abs": 0.0, "max_abs": 0.0, "share_above": 0.0, "mean_sq": 0.0,
                 "effective_n": 0.0, "n_constant": n, "n_pairs": 0.0, "mean_abs_se": 0.0,
                 "share_above_se": 0.0, "mean_sq_se": 0.0, "effective_n_se": 0.0,
                 "max_abs_is_lower_bound": False, "method": "exact"}
-    return correlation_summary(X, threshold=threshold, name=name, method=method, rng=rng)
+    return correlation_summary(X, threshold=threshold, name=name, method=method, rng=rng, usable=usable)
 
 
 def layer_summary(
@@ -56,6 +56,7 @@ def layer_summary(
     threshold: float = 0.5,
     correlation: str = "auto",
     rng: RngLike = 0,
+    sums: LayerSums | None = None,
 ) -> dict[str, Any]:
     r"""One row of the per-layer table: size, weights, strengths and correlations.
 
@@ -82,6 +83,12 @@ def layer_summary(
         seed is combined with ``layer`` through :func:`netinit._rng.layer_generator`, so a
         layer's values do not depend on the other layers; the default 0 makes the table
         reproducible. A Generator is used as is.
+    sums : LayerSums, optional
+        :func:`~netinit.metrics.strength.layer_sums` of ``W`` (a numpy ``W``) where the caller
+        has it (the neuron table needs the same sums): the strength statistics come from it, and
+        the usable rows of a sampled correlation side from its sums of squares
+        (:func:`~netinit.metrics.correlation.usable_from_moments`), so ``W`` is read once for
+        all of them. Computed here when omitted, for a numpy ``W``.
 
     Returns
     -------
@@ -125,7 +132,9 @@ def layer_summary(
     shape = tuple(W.shape) if shape is None else tuple(shape)
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shape):
         raise ValueError(f"{layer}: shape must be a sequence of ints, got {shape!r}")
-    stats = strength_stats(W)
+    if sums is None and not is_torch(W):
+        sums = layer_sums(W)
+    stats = strength_stats(W) if sums is None else stats_from_sums(sums)
     row: dict[str, Any] = {
         "layer": str(layer),
         "kind": str(kind),
@@ -144,8 +153,13 @@ def layer_summary(
     elif correlation != "exact":
         rng = as_generator(rng)
     errors: dict[str, Any] = {}
+    n_out, n_in = int(W.shape[0]), int(W.shape[1])
     for side, X in (("in", W), ("out", W.T)):
-        s = _corr(X, threshold, f"{layer} ({side})", correlation, rng)
+        usable = None
+        if sums is not None and (correlation == "sampled" or (correlation == "auto" and X.shape[0] > EXACT_MAX_NEURONS)):
+            s_, q_, d = (sums.in_strength, sums.in_sq, n_in) if side == "in" else (sums.out_strength, sums.out_sq, n_out)
+            usable = usable_from_moments(s_, q_, d, X) if d >= 2 else None
+        s = _corr(X, threshold, f"{layer} ({side})", correlation, rng, usable)
         for key in ("mean_abs", "max_abs", "share_above", "mean_sq"):
             row[f"corr_{side}_{key}"] = s[key]
         row[f"corr_{side}_n_constant"] = int(s["n_constant"])
@@ -167,6 +181,7 @@ def neuron_table(
     centrality: str | None = None,
     k: int = 64,
     rng: RngLike = None,
+    sums: LayerSums | None = None,
 ) -> "pandas.DataFrame":
     r"""One row per neuron of a layer, inputs first, with its strength, degree and centralities.
 
@@ -191,6 +206,9 @@ def neuron_table(
         Draws the sources. An int seed is combined with ``layer`` through
         :func:`netinit._rng.layer_generator`, so every layer of a model gets its own stream
         from one run seed; a Generator is used as is.
+    sums : LayerSums, optional
+        :func:`~netinit.metrics.strength.layer_sums` of ``W`` where the caller has it: the
+        strengths and degrees are taken from it instead of new passes over ``W``.
 
     Returns
     -------
@@ -219,15 +237,21 @@ def neuron_table(
         raise ValueError(f"centrality must be one of {_CENTRALITY}, got {centrality!r}")
     W = check_matrix(W, str(layer), allow_torch=True)
     n_out, n_in = int(W.shape[0]), int(W.shape[1])
-    k_in, k_out = degree(W)
-    parts = [out_strength(W), in_strength(W), out_strength(W, abs=True), in_strength(W, abs=True),
-             k_out, k_in]
-    if is_torch(W):
+    if sums is None and not is_torch(W):
+        sums = layer_sums(W)
+    if sums is not None:
+        parts = [sums.out_strength, sums.in_strength, sums.out_abs, sums.in_abs, sums.out_degree, sums.in_degree]
+    else:
+        k_in, k_out = degree(W)
+        parts = [out_strength(W), in_strength(W), out_strength(W, abs=True), in_strength(W, abs=True),
+                 k_out, k_in]
         parts = [p.cpu().numpy() for p in parts]
+    side = np.empty(n_in + n_out, dtype=object)
+    side[:n_in], side[n_in:] = "in", "out"
     df = pd.DataFrame({
         "layer": str(layer),
         "node": np.arange(n_in + n_out),
-        "side": np.array(["in"] * n_in + ["out"] * n_out, dtype=object),
+        "side": side,
         "neuron": np.concatenate([np.arange(n_in), np.arange(n_out)]),
         "strength": np.concatenate(parts[0:2]),
         "abs_strength": np.concatenate(parts[2:4]),

@@ -209,3 +209,43 @@ def test_errors():
         correlation_summary(np.ones((3, 3)), method="fast")
     with pytest.raises(ValueError, match="sample_size must be an integer of at least 3, got 2"):
         correlation_summary(np.ones((3, 3)), method="sampled", sample_size=2)
+
+
+# -- the usable rows from a layer's sums, and the gathered columns -------------------------------
+@pytest.mark.parametrize("seed", range(3))
+def test_usable_from_moments_is_the_standardisation_mask(seed):
+    """Constant rows, nearly constant ones (relative spread 1e-13, 1e-9), zero rows, huge and tiny
+    scales: the mask equals the one the float64 standardisation gives."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(40, 33))
+    X[1] = 7.0
+    X[2] = 0.0
+    X[3] = 1e6 + 1e-7 * rng.normal(size=33)
+    X[4] = 1.0 + 1e-13 * rng.normal(size=33)
+    X[5] *= 1e-12
+    X[6] *= 1e150
+    X[7] = 1e-300 * rng.normal(size=33)
+    s, q = X.sum(axis=1), np.einsum("ij,ij->i", X, X)
+    ok = corr_mod.usable_from_moments(s, q, X.shape[1], X)
+    np.testing.assert_array_equal(ok, corr_mod._standardise(X, True)[1])
+    assert not ok[1] and not ok[2] and ok[0]
+
+
+def test_sampled_summary_with_given_usable_rows_is_unchanged():
+    rng = np.random.default_rng(4)
+    W = rng.normal(size=(700, 1500)).astype(np.float32)
+    W[:, 3] = 0.25  # a constant column: an unusable row of W.T
+    for X in (W, W.T):
+        X64 = np.asarray(X, dtype=np.float64)
+        ok = corr_mod.usable_from_moments(X64.sum(1), np.einsum("ij,ij->i", X64, X64), X.shape[1], X)
+        a = correlation_summary(X, method="sampled", rng=1, sample_size=64)
+        b = correlation_summary(X, method="sampled", rng=1, sample_size=64, usable=ok)
+        assert a == b
+
+
+def test_gather_rows_of_a_transposed_view():
+    W = np.random.default_rng(5).normal(size=(300, 200)).astype(np.float32)
+    idx = np.array([0, 3, 64, 65, 127, 128, 199])
+    np.testing.assert_array_equal(corr_mod._gather_rows(W.T, idx), W.T[idx])
+    np.testing.assert_array_equal(corr_mod._gather_rows(W, idx), W[idx])
+    assert corr_mod._gather_rows(W.T, idx).flags.c_contiguous

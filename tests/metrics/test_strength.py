@@ -159,3 +159,60 @@ def test_bad_input(f, backend):
         f(as_backend(np.ones((0, 4)), backend))
     with pytest.raises(DtypeError, match="got dtype"):
         f(as_backend(np.ones((2, 2), dtype=bool), backend))
+
+
+# -- layer_sums: one pass for both tables -------------------------------------------------------
+def _old_sums(X):
+    """The separate passes of earlier releases (numpy's float64 reductions)."""
+    return (X.sum(axis=1, dtype=np.float64), X.sum(axis=0, dtype=np.float64),
+            np.abs(X).sum(axis=1, dtype=np.float64), np.abs(X).sum(axis=0, dtype=np.float64),
+            np.count_nonzero(X, axis=1), np.count_nonzero(X, axis=0))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("seed", range(4))
+def test_layer_sums_one_block_equals_the_separate_passes(dtype, seed):
+    """Up to _BLOCK_ELEMENTS weights: the strengths, degrees and strength_stats of earlier
+    releases, bit for bit (the regression fixture relies on it)."""
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=tuple(rng.integers(1, 90, size=2))) * 5).astype(dtype)
+    X[rng.random(X.shape) < 0.3] = 0
+    s = strength_mod.layer_sums(X)
+    for new, old in zip((s.in_strength, s.out_strength, s.in_abs, s.out_abs, s.in_degree, s.out_degree),
+                        _old_sums(X)):
+        np.testing.assert_array_equal(new, old)
+    X64 = X.astype(np.float64)
+    np.testing.assert_allclose(s.in_sq, (X64**2).sum(1), rtol=1e-13)
+    np.testing.assert_allclose(s.out_sq, (X64**2).sum(0), rtol=1e-13)
+    assert s.sq_dev == float(np.einsum("ij,ij->", X64 - X64.sum(1).sum() / X.size, X64 - X64.sum(1).sum() / X.size))
+
+
+@pytest.mark.parametrize("shift", [0.0, 3.0, 1e4])
+def test_layer_sums_blocks_within_the_stated_bound(monkeypatch, shift):
+    """Above one block: float64 sums in another order (within gamma_n sum|w|), and the one-pass
+    squared deviation within 16 gamma_N of the two-pass one, or the two-pass itself where the mean
+    dominates."""
+    monkeypatch.setattr(strength_mod, "_BLOCK_ELEMENTS", 4096)
+    monkeypatch.setattr(strength_mod, "_PASS_ELEMENTS", 512)
+    rng = np.random.default_rng(1)
+    X = (rng.normal(size=(301, 97)) + shift).astype(np.float32)
+    X[5, :4] = 0.0
+    X[:, 7] = 0.0
+    s = strength_mod.layer_sums(X)
+    X64 = X.astype(np.float64)
+    gamma = lambda n: n * 2.0**-53 / (1 - n * 2.0**-53)
+    for new, exact, n in ((s.in_strength, X64.sum(1), 97), (s.out_strength, X64.sum(0), 301),
+                          (s.out_abs, np.abs(X64).sum(0), 301)):
+        assert (np.abs(new - exact) <= gamma(n) * np.abs(X64).sum(axis=0 if len(new) == 97 else 1) + 1e-300).all()
+    np.testing.assert_array_equal(s.in_degree, np.count_nonzero(X, axis=1))
+    np.testing.assert_array_equal(s.out_degree, np.count_nonzero(X, axis=0))
+    two_pass = float(((X64 - X64.mean()) ** 2).sum())
+    assert abs(s.sq_dev - two_pass) <= 16 * gamma(X.size) * two_pass
+    st = strength_stats(X)
+    assert st["weight_std"] == pytest.approx(X64.std(), rel=1e-12)
+    assert st["n_zero"] == int((X == 0).sum())
+
+
+def test_stats_from_sums_is_strength_stats():
+    X = np.random.default_rng(2).normal(size=(40, 30))
+    assert strength_mod.stats_from_sums(strength_mod.layer_sums(X)) == strength_stats(X)
