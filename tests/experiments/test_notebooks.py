@@ -39,3 +39,38 @@ def test_notebook_runs_and_concludes_from_its_numbers(path, tmp_path, monkeypatc
                  "c_": "survives training"}[path.name[:2]]
     assert committed in last, last[-800:]
     assert list(tmp_path.iterdir()), "the notebook wrote its results under NETINIT_NOTEBOOK_OUT"
+
+
+def test_pa_notebook_reads_a_present_fashion_report(tmp_path, torch_one_thread):
+    """(a)'s Fashion-MNIST cells on a results root holding one small pa_fashion_mlp-shaped report (digits, 6
+    seeds): they give its primary and secondary verdicts and say, from the file system, which grids are missing."""
+    nbformat = pytest.importorskip("nbformat")
+    from netinit.experiments.config import CONFIG_DIR, load_config, override
+    from netinit.experiments.report import compare_results
+    from netinit.experiments.runner import run_grid
+
+    cfg = override(load_config(CONFIG_DIR / "pa_fashion_mlp.toml"),
+                   {"data.name": "digits", "data.n_train": 0, "model.hidden": [8], "grid.seeds": 6, "train.epochs": 1,
+                    "stats.samples": 64, "init.stabilize_k": 5, "grid.methods": ["default", "default+stabilize+pa"]})
+    run_grid(cfg, tmp_path / "pa_fashion_mlp")
+    compare_results(tmp_path / "pa_fashion_mlp", tmp_path / "pa_fashion_mlp" / "report", metric="train_acc_running",
+                    plots=False)
+    (tmp_path / "pa_fashion_cnn").mkdir()  # a grid under way: a folder without report
+    nb = nbformat.read(next(p for p in NOTEBOOKS if p.name.startswith("a_")), as_version=4)
+    start = next(i for i, c in enumerate(nb.cells) if "read_report" in c.source and c.cell_type == "code")
+    shown = []
+    ns = {"ROOT": tmp_path, "display": lambda x: shown.append(getattr(x, "data", x)), "Markdown": _Text}
+    for cell in nb.cells[start:start + 3]:
+        if cell.cell_type == "code":
+            exec(cell.source.replace('ROOT / "data" / "results"', "ROOT"), ns)
+    text = "\n".join(map(str, shown))
+    assert "report read: 12 runs (12 finished) over 6 seeds" in text
+    assert "**PA after stabilisation helps default** (default+stabilize+pa vs default, primary outcome: " \
+           "train_acc_running, epoch 1; family pa_on_each_initialiser, 6 seeds)" in text
+    assert "secondary outcome: test_acc, epoch 1" in text and "*What the design can detect:*" in text
+    assert "pa_fashion_cnn`): the folder holds 0 run table(s) but no report yet" in text
+    assert "pa_fashion_mlp_bn`): not in this checkout; data/results/README.md produces it with `netinit experiment" in text
+
+
+class _Text(str):
+    """Stands in for IPython's Markdown: the text itself."""
