@@ -8,6 +8,10 @@ CPU with ``process_time``: all threads) after its imports. The best round of eac
 the ratios come from those. The machine may be shared: the load average is recorded, and wall and
 CPU seconds are given side by side.
 
+With ``--report-only PICKLE`` (a pickled :class:`netinit.analyzer.Analysis` of the checkpoint) only
+``write_report`` is timed, figures included (the correlation heatmap reads its layer from the
+checkpoint, as the command line does).
+
 Run: ``python bench/bench_analyze_ab.py CHECKPOINT --base COMMIT [--rounds 3] [--out FILE]``; a
 checkpoint from ``bench/bench_llm.py`` (``--keep FOLDER``) suits it.
 """
@@ -32,11 +36,18 @@ from netinit.analyzer import analyze
 from netinit.report import write_report
 imports = time.perf_counter() - t0
 w, c = time.perf_counter(), time.process_time()
-a = analyze(sys.argv[1], correlation=sys.argv[2])
+if sys.argv[4]:  # the report only, of a pickled analysis
+    import pickle
+    a = pickle.loads(open(sys.argv[4], "rb").read())
+else:
+    a = analyze(sys.argv[1], correlation=sys.argv[2])
 analyze_wall, analyze_cpu = time.perf_counter() - w, time.process_time() - c
 out = tempfile.mkdtemp()
+from netinit.formats import load_checkpoint
+from netinit.layers import find_layers
+by_name = {layer.name: layer for layer in find_layers(load_checkpoint(sys.argv[1]))[0]}
 w, c = time.perf_counter(), time.process_time()
-write_report(a, out, plots=sys.argv[3] == "plots", overwrite=True)
+write_report(a, out, plots=sys.argv[3] == "plots", overwrite=True, matrix_of=lambda n: by_name[n].matrix())
 report_wall, report_cpu = time.perf_counter() - w, time.process_time() - c
 print(json.dumps({"netinit": os.path.dirname(netinit.__file__), "imports_s": imports,
                   "analyze_wall_s": analyze_wall, "analyze_cpu_s": analyze_cpu,
@@ -46,9 +57,9 @@ print(json.dumps({"netinit": os.path.dirname(netinit.__file__), "imports_s": imp
 """
 
 
-def run_side(path: str, pythonpath: str, correlation: str, plots: bool) -> dict:
+def run_side(path: str, pythonpath: str, correlation: str, plots: bool, pickled: str = "") -> dict:
     env = dict(os.environ, PYTHONPATH=pythonpath)
-    proc = subprocess.run([sys.executable, "-c", CHILD, path, correlation, "plots" if plots else "none"],
+    proc = subprocess.run([sys.executable, "-c", CHILD, path, correlation, "plots" if plots else "none", pickled],
                           capture_output=True, text=True, env=env, cwd=pythonpath)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
@@ -62,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--correlation", default="auto")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--report-only", metavar="PICKLE", default="",
+                        help="time write_report only, of this pickled Analysis of the checkpoint")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "analyze_ab.json"))
     args = parser.parse_args(argv)
     load_start = os.getloadavg()
@@ -72,13 +85,14 @@ def main(argv: list[str] | None = None) -> None:
         runs: dict[str, list[dict]] = {"base": [], "new": []}
         for r in range(args.rounds):
             for side in (("base", "new") if r % 2 == 0 else ("new", "base")):
-                res = run_side(args.checkpoint, sides[side], args.correlation, not args.no_plots)
+                res = run_side(args.checkpoint, sides[side], args.correlation, not args.no_plots, args.report_only)
                 runs[side].append(res)
                 print(side, {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items() if k != "netinit"},
                       flush=True)
     best = {s: {k: min(r[k] for r in rs) for k in rs[0] if k.endswith("_s")} for s, rs in runs.items()}
     ratio = {k: best["base"][k] / best["new"][k] for k in best["new"] if best["new"][k] > 0}
-    result = {"benchmark": "analyze + write_report, base commit vs working tree, interleaved child processes",
+    what = "write_report of a pickled analysis" if args.report_only else "analyze + write_report"
+    result = {"benchmark": f"{what}, base commit vs working tree, interleaved child processes",
               "checkpoint": args.checkpoint, "base": args.base, "correlation": args.correlation,
               "plots": not args.no_plots, "rounds": args.rounds, "cpus": os.cpu_count(),
               "load_avg_start": load_start, "load_avg_end": os.getloadavg(),

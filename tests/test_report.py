@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
@@ -112,3 +114,46 @@ def test_trajectory_report_and_a_later_single_report_in_the_same_folder(tmp_path
     assert not (out / "trajectories.png").exists()
     with pytest.raises(ValueError, match=r"neurons_format must be 'csv' or 'parquet', got 'xls'"):
         write_trajectory_report(traj, out, neurons_format="xls")
+
+
+# -- large tables through pyarrow's CSV writer: the bytes of to_csv --------------------------------
+def _awkward_frame(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n) * 10.0 ** rng.integers(-30, 30, n)
+    x[:12] = [1.0, 0.0, -0.0, 1e-5, 1e16, 1e15, np.inf, -np.inf, np.nan, 0.1, 5e-324, 2048.0]
+    return pd.DataFrame({
+        "layer": pd.array([f"model.layers.{i % 7}.mlp.weight" for i in range(n)], dtype="string"),
+        "block": pd.array([None if i % 5 == 0 else i for i in range(n)], dtype="Int64"),
+        "role": pd.array([None if i % 3 == 0 else "attn_q" for i in range(n)], dtype="string"),
+        "node": np.arange(n),
+        "strength": x,
+        "small": x.astype(np.float32),
+        "flag": rng.random(n) < 0.5,
+        "degree": rng.integers(0, 5000, n),
+    })
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_arrow_csv_is_to_csv_byte_for_byte(tmp_path, seed):
+    import warnings
+
+    from netinit.report import _arrow_csv
+
+    df = _awkward_frame(seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # float32 overflow of the awkward values
+        assert _arrow_csv(df, tmp_path / "fast.csv")
+    df.to_csv(tmp_path / "slow.csv", index=False)
+    assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "slow.csv").read_bytes()
+
+
+def test_write_table_falls_back_to_pandas_where_arrow_cannot(tmp_path, monkeypatch):
+    import netinit.report as report_mod
+
+    monkeypatch.setattr(report_mod, "FAST_CSV_ROWS", 2)
+    for df in (pd.DataFrame({"name": pd.array(["a,b", "c", 'say "x"'], dtype="string"), "v": [1.0, 2.5, np.nan]}),
+               pd.DataFrame({"obj": [object(), 1, "x"]}).astype({"obj": str}).assign(o=[[1], [2], [3]]),
+               pd.DataFrame({"a,b": [1, 2, 3]})):
+        report_mod.write_table(df, tmp_path / "t.csv")
+        assert (tmp_path / "t.csv").read_text() == df.to_csv(index=False)
+        assert not [p for p in tmp_path.iterdir() if p.name != "t.csv"]
