@@ -19,7 +19,8 @@ passes ``--correlation exact`` when the command line has that option. The load a
 recorded before and after: the machine is shared.
 
 Run: ``python bench/bench_llm.py`` (generation about a minute, the analysis minutes); writes
-``bench/results/llm.json``.
+``bench/results/llm.json``. ``--keep FOLDER`` writes the checkpoint there and keeps it, or reuses
+the one a previous ``--keep`` wrote.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {
@@ -100,6 +103,19 @@ def make_checkpoint(folder: Path, cfg: dict, seed: int = 0) -> dict:
             "matrix_weights": sum(numel[n] for n in matrices), "total_bytes": total}
 
 
+def describe_checkpoint(folder: Path, cfg: dict) -> dict:
+    """What :func:`make_checkpoint` returns, for a checkpoint it wrote earlier (``--keep``)."""
+    shapes = tensor_shapes(cfg)
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    if set(index["weight_map"]) != set(shapes):
+        raise SystemExit(f"{folder} holds another checkpoint than the {cfg} shape; give an empty folder")
+    numel = {n: int(np.prod(s)) for n, s in shapes.items()}
+    return {"n_tensors": len(shapes), "n_matrices": sum(len(s) == 2 for s in shapes.values()),
+            "n_shards": len(set(index["weight_map"].values())),
+            "matrix_weights": sum(numel[n] for n, s in shapes.items() if len(s) == 2),
+            "total_bytes": 2 * sum(numel.values()), "reused": str(folder)}
+
+
 def timed_run(cmd: list[str]) -> dict:
     """Wall time and peak RSS of ``cmd`` run as a child process."""
     gnu_time = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
@@ -125,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tinyllama")
     parser.add_argument("--exact", action="store_true", help="also run with --correlation exact")
     parser.add_argument("--tmp", help="folder for the checkpoint and outputs (default: a temp folder)")
+    parser.add_argument("--keep", metavar="FOLDER",
+                        help="the checkpoint's folder, kept: generated there unless it holds one already (reused)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "llm.json"))
     args = parser.parse_args(argv)
     cfg = SHAPES[args.shape]
@@ -133,11 +151,14 @@ def main(argv: list[str] | None = None) -> None:
 
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        ckpt = Path(tmp) / "ckpt"
-        ckpt.mkdir()
+        ckpt = Path(args.keep) if args.keep else Path(tmp) / "ckpt"
+        ckpt.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        info = make_checkpoint(ckpt, cfg)
-        info["generate_s"] = time.perf_counter() - t0
+        if (ckpt / "model.safetensors.index.json").exists():
+            info = describe_checkpoint(ckpt, cfg)
+        else:
+            info = make_checkpoint(ckpt, cfg)
+            info["generate_s"] = time.perf_counter() - t0
         print(f"checkpoint: {info}", flush=True)
         runs = {"default": timed_run([netinit, "analyze", str(ckpt), "-o", str(Path(tmp) / "out"), "-q"])}
         print("default:", {k: v for k, v in runs["default"].items() if k != "cmd"}, flush=True)

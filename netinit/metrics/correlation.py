@@ -162,19 +162,35 @@ def _standardise(X: Any, centre: bool, dtype: str = "float64", rows: Any = None)
     ok = np.zeros(len(idx), dtype=bool)
     m = 0
     for a in range(0, len(idx), step):
-        # a C-ordered float64 copy (never a view: the block is standardised in place)
-        B = np.array(X[a:a + step], dtype=np.float64, order="C")
+        B = _rows_f64(X, a, a + step)  # a C-ordered copy (never a view: standardised in place)
         Zb, ok[a:a + step] = _std_numpy(B, centre, d, legacy=dtype == "float64")
         Z[m:m + len(Zb)] = Zb
         m += len(Zb)
     return Z[:m], ok
 
 
+def _transposed(X: np.ndarray) -> bool:
+    """Whether ``X`` is laid out as a transposed matrix (``W.T``: its rows are ``W``'s columns)."""
+    return X.ndim == 2 and X.strides[0] < X.strides[1] and X.shape[1] > 1
+
+
+def _rows_f64(X: np.ndarray, a: int, b: int) -> np.ndarray:
+    """``X[a:b]`` as a C-ordered float64 copy; the rows of a transposed view are copied in
+    cache-sized blocks (6x faster than numpy's strided copy of a 2048 x 5632 view)."""
+    if not _transposed(X):
+        return np.array(X[a:b], dtype=np.float64, order="C")
+    src = X.T[:, a:b]  # (d, rows), rows contiguous
+    out = np.empty((src.shape[1], src.shape[0]))
+    for r in range(0, src.shape[0], _TRANSPOSE_ROWS):
+        out[:, r:r + _TRANSPOSE_ROWS] = src[r:r + _TRANSPOSE_ROWS].T
+    return out
+
+
 def _gather_rows(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """``X[idx]`` as a C-ordered array. The rows of a transposed view (``W.T``: the columns of a
     layer) are gathered along ``W``'s contiguous axis and transposed in cache-sized blocks, 4x
     faster than indexing the view."""
-    if X.ndim != 2 or X.strides[0] >= X.strides[1] or X.shape[1] < 2:
+    if not _transposed(X):
         return np.take(X, idx, axis=0)
     G = np.take(X.T, idx, axis=1)  # (d, s): a contiguous read of every row of W
     out = np.empty((len(idx), X.shape[1]), dtype=X.dtype)
@@ -405,7 +421,7 @@ def _frobenius_sq(X: Any, centre: bool) -> float:
         return float(torch.square(G).sum())
     G = np.zeros((d, d))
     for a in range(0, int(X.shape[0]), step):
-        Zb, _ = _std_numpy(np.array(X[a:a + step], dtype=np.float64), centre, d)
+        Zb, _ = _std_numpy(_rows_f64(X, a, a + step), centre, d)
         G += Zb.T @ Zb
     return float(np.einsum("ij,ij->", G, G))
 

@@ -249,3 +249,14 @@ def test_gather_rows_of_a_transposed_view():
     np.testing.assert_array_equal(corr_mod._gather_rows(W.T, idx), W.T[idx])
     np.testing.assert_array_equal(corr_mod._gather_rows(W, idx), W[idx])
     assert corr_mod._gather_rows(W.T, idx).flags.c_contiguous
+
+
+def test_rows_of_a_transposed_view_read_in_blocks():
+    W = np.random.default_rng(6).normal(size=(300, 70)).astype(np.float16)
+    for X in (W, W.T, np.asfortranarray(W)):
+        for a, b in ((0, 70), (3, 41), (60, 500)):
+            got = corr_mod._rows_f64(X, a, b)
+            np.testing.assert_array_equal(got, np.asarray(X[a:b], dtype=np.float64))
+            assert got.flags.c_contiguous and got.dtype == np.float64
+    exact = correlation_summary(W.T.astype(np.float32), method="exact")
+    assert correlation_summary(np.ascontiguousarray(W.T).astype(np.float32), method="exact") == exact
