@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     best = {s: {k: min(r[k] for r in rs) for k in rs[0] if k.endswith("_s")} for s, rs in runs.items()}
     ratio = {k: best["base"][k] / best["new"][k] for k in best["new"] if best["new"][k] > 0}
     what = "write_report of a pickled analysis" if args.report_only else "analyze + write_report"
+    base = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.base], capture_output=True, text=True).stdout.strip()
     result = {"benchmark": f"{what}, base commit vs working tree, interleaved child processes",
-              "checkpoint": args.checkpoint, "base": args.base, "correlation": args.correlation,
+              "checkpoint": args.checkpoint, "base": base, "correlation": args.correlation,
               "plots": not args.no_plots, "rounds": args.rounds, "cpus": os.cpu_count(),
               "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
               "best": best, "ratio_base_over_new": ratio, "runs": runs}

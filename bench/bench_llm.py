@@ -20,7 +20,9 @@ recorded before and after: the machine is shared.
 
 Run: ``python bench/bench_llm.py`` (generation about a minute, the analysis minutes); writes
 ``bench/results/llm.json``. ``--keep FOLDER`` writes the checkpoint there and keeps it, or reuses
-the one a previous ``--keep`` wrote.
+the one a previous ``--keep`` wrote; ``--blocks N`` takes the first N blocks only (one shard).
+``--weightwatcher PYTHON`` also times WeightWatcher's default ``analyze(model=FOLDER)`` in an
+environment that has it (it reads safetensors through torch), on the same files.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import platform
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -116,10 +119,72 @@ def describe_checkpoint(folder: Path, cfg: dict) -> dict:
             "total_bytes": 2 * sum(numel.values()), "reused": str(folder)}
 
 
-def timed_run(cmd: list[str]) -> dict:
-    """Wall time and peak RSS of ``cmd`` run as a child process."""
+_ESTIMATED = {"corr_{}_mean_abs": "corr_{}_mean_abs_se", "corr_{}_mean_sq": "corr_{}_mean_sq_se",
+              "corr_{}_share_above": "corr_{}_share_above_se", "effective_n_{}": "effective_n_{}_se"}
+
+
+def exact_vs_sampled(default_csv: Path, exact_csv: Path, examples: int = 7) -> dict:
+    """The default run's sampled statistics against the exact run's values, layer by layer: for each
+    estimated statistic the share of sampled layers within 2 stated standard errors (about 95% if
+    the errors hold), the largest ``|sampled - exact| / se``, and the first ``examples`` layers
+    side by side (max |r| beside them: a lower bound when sampled)."""
+    import pandas as pd
+
+    d, e = pd.read_csv(default_csv).set_index("layer"), pd.read_csv(exact_csv).set_index("layer")
+    out: dict = {"statistics": {}, "examples": []}
+    for side in ("in", "out"):
+        sampled = d[d[f"corr_{side}_method"].astype(str).str.startswith("sampled")].index
+        for stat, se in _ESTIMATED.items():
+            stat, se = stat.format(side), se.format(side)
+            err, diff = d.loc[sampled, se], (d.loc[sampled, stat] - e.loc[sampled, stat]).abs()
+            # an exact value in a sampled side (standard error 0, e.g. mean r^2 from the small Gram
+            # matrix) counts as within when it matches to rounding
+            matches = diff <= 1e-9 * e.loc[sampled, stat].abs()
+            z = (diff / err.where(err > 0)).where(err > 0, matches.map({True: 0.0, False: float("inf")}))
+            out["statistics"][stat] = {"sampled_layers": int(len(sampled)), "within_2se": float((z <= 2).mean()),
+                                       "max_abs_z": float(z.max()) if len(z) else None}
+        below = d.loc[sampled, f"corr_{side}_max_abs"] <= e.loc[sampled, f"corr_{side}_max_abs"] + 1e-12
+        out["statistics"][f"corr_{side}_max_abs"] = {"sampled_layers": int(len(sampled)),
+                                                     "sampled_at_most_exact": float(below.mean())}
+    for layer in d.index[:examples]:
+        row = {"layer": layer}
+        for side in ("in", "out"):
+            row[f"corr_{side}_method"] = d.loc[layer, f"corr_{side}_method"]
+            for stat, se in _ESTIMATED.items():
+                stat, se = stat.format(side), se.format(side)
+                row[stat] = {"exact": float(e.loc[layer, stat]), "sampled": float(d.loc[layer, stat]),
+                             "se": float(d.loc[layer, se])}
+            row[f"corr_{side}_max_abs"] = {"exact": float(e.loc[layer, f"corr_{side}_max_abs"]),
+                                           "sampled": float(d.loc[layer, f"corr_{side}_max_abs"])}
+        out["examples"].append(row)
+    return out
+
+
+WW_CHILD = """
+import sys, weightwatcher as ww
+details = ww.WeightWatcher().analyze(model=sys.argv[1])
+print(len(details), "layers")
+"""
+
+
+def timed_run(cmd: list[str], timeout: float | None = None) -> dict:
+    """Wall time and peak RSS of ``cmd`` run as a child process (killed after ``timeout`` seconds)."""
     gnu_time = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
     t0 = time.perf_counter()
+    if timeout is not None:
+        proc = subprocess.Popen([gnu_time or "env", *(["-v"] if gnu_time else []), *cmd], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the wrapper and the command under it
+            proc.communicate()
+            return {"cmd": cmd, "returncode": None, "wall_s": time.perf_counter() - t0, "peak_rss_bytes": None,
+                    "timed_out_after_s": timeout}
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
+        return {"cmd": cmd, "returncode": proc.returncode, "wall_s": time.perf_counter() - t0,
+                "peak_rss_bytes": int(m.group(1)) * 1024 if m else None,
+                "stderr_tail": err[-2000:] if proc.returncode else ""}
     if gnu_time:
         proc = subprocess.run([gnu_time, "-v", *cmd], capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -143,9 +208,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tmp", help="folder for the checkpoint and outputs (default: a temp folder)")
     parser.add_argument("--keep", metavar="FOLDER",
                         help="the checkpoint's folder, kept: generated there unless it holds one already (reused)")
+    parser.add_argument("--blocks", type=int, help="only this many blocks of the shape (one shard): a quick subset")
+    parser.add_argument("--weightwatcher", metavar="PYTHON",
+                        help="also time WeightWatcher's default analyze() of the same folder with this Python "
+                             "(an environment with weightwatcher installed)")
+    parser.add_argument("--ww-timeout", type=float, default=3600.0, metavar="S")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "llm.json"))
     args = parser.parse_args(argv)
-    cfg = SHAPES[args.shape]
+    cfg = SHAPES[args.shape] if args.blocks is None else dict(SHAPES[args.shape], blocks=args.blocks, shards=1)
     netinit = str(Path(sys.executable).with_name("netinit"))
     help_text = subprocess.run([netinit, "analyze", "--help"], capture_output=True, text=True).stdout
 
@@ -169,7 +239,13 @@ def main(argv: list[str] | None = None) -> None:
                 print("exact:", {k: v for k, v in runs["exact"].items() if k != "cmd"}, flush=True)
             else:
                 runs["exact"] = {"skipped": "netinit analyze has no --correlation option yet"}
+        if args.weightwatcher:
+            runs["weightwatcher"] = timed_run([args.weightwatcher, "-c", WW_CHILD, str(ckpt)], timeout=args.ww_timeout)
+            print("weightwatcher:", {k: v for k, v in runs["weightwatcher"].items() if k != "cmd"}, flush=True)
         outputs = sorted(p.name for p in (Path(tmp) / "out").iterdir()) if (Path(tmp) / "out").exists() else []
+        side_by_side = None
+        if (Path(tmp) / "out_exact" / "layers.csv").exists() and (Path(tmp) / "out" / "layers.csv").exists():
+            side_by_side = exact_vs_sampled(Path(tmp) / "out" / "layers.csv", Path(tmp) / "out_exact" / "layers.csv")
 
     result = {
         "benchmark": f"netinit analyze (default options, figures and report) on a {args.shape}-shaped "
@@ -182,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
                     "peak_rss_bytes": (3 if args.shape == "tinyllama" else 4) * 10**9},
         "runs": runs,
         "outputs": outputs,
+        "exact_vs_sampled": side_by_side,
     }
     for run in runs.values():
         run.pop("cmd", None)
