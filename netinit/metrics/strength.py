@@ -283,12 +283,21 @@ def strength_stats(W: Any) -> dict[str, float | int]:
     if is_torch(W):
         import torch
 
-        X = W.detach().to(torch.float64)
-        A = X.abs()
-        s_in, s_out, a_in, a_out = X.sum(1), X.sum(0), A.sum(1), A.sum(0)
+        X = W.detach()  # float64 row blocks (~8 MiB), never a float64 copy of the whole matrix
+        f64, step = torch.float64, max(1, _BLOCK_ELEMENTS // n_in)
+        s_in, a_in = torch.empty(n_out, dtype=f64, device=X.device), torch.empty(n_out, dtype=f64, device=X.device)
+        s_out, a_out = torch.zeros(n_in, dtype=f64, device=X.device), torch.zeros(n_in, dtype=f64, device=X.device)
+        for a in range(0, n_out, step):
+            B = X[a:a + step].to(f64, copy=True)  # a copy even of float64: made absolute in place
+            s_in[a:a + step], s_out = B.sum(1), s_out + B.sum(0)
+            B.abs_()
+            a_in[a:a + step], a_out = B.sum(1), a_out + B.sum(0)
         n_nonzero = int(torch.count_nonzero(X))
         mean = float(s_in.sum()) / (n_out * n_in)
-        sq_dev = float(((X - mean) ** 2).sum())
+        sq_dev = 0.0
+        for a in range(0, n_out, step):  # second pass: squared deviations (stable variance)
+            B = X[a:a + step].to(f64) - mean
+            sq_dev += float((B * B).sum())
         var = [float(v.var(correction=0)) for v in (s_in, s_out, a_in, a_out)]
         means = [float(v.mean()) for v in (s_in, s_out, a_in, a_out)]
         return _stats_dict(means, var, mean, sq_dev, n_out * n_in, n_nonzero)

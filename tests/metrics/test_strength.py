@@ -216,3 +216,19 @@ def test_layer_sums_blocks_within_the_stated_bound(monkeypatch, shift):
 def test_stats_from_sums_is_strength_stats():
     X = np.random.default_rng(2).normal(size=(40, 30))
     assert strength_mod.stats_from_sums(strength_mod.layer_sums(X)) == strength_stats(X)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16"])
+def test_torch_stats_in_blocks_match_numpy_and_leave_the_input(monkeypatch, dtype):
+    """The torch path sums float64 row blocks (no float64 copy of the whole matrix): the numpy
+    values to rounding, several blocks or one, and the tensor unchanged (a float64 one too)."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(strength_mod, "_BLOCK_ELEMENTS", 100)  # 100 // 13 = 7 rows a block
+    T = torch.randn(40, 13, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(getattr(torch, dtype))
+    T[3, :5] = 0
+    before = T.clone()
+    st = strength_stats(T)
+    sn = strength_stats(T.double().numpy())
+    assert torch.equal(T, before)
+    for key, value in sn.items():
+        assert st[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
