@@ -282,7 +282,7 @@ def map_layers(fn: Callable[[Layer], LayerResult], layers: Iterable[Layer], *, t
     memory at once; results in the order of ``layers``.
 
     The threads share the process (numpy releases the GIL in its loops and BLAS calls): each works
-    on whole layers, and BLAS runs one thread each meanwhile (``threadpoolctl``, where installed),
+    on whole layers, and BLAS runs one thread each meanwhile (``threadpoolctl``),
     since a multi-threaded BLAS on small products spins on cores that other work, or the other
     layer, is using (measured: a 512 x 512 x 2048 float32 product took 36 ms on two BLAS threads
     of a loaded 2-core machine, 5 ms on one). Exceptions come from the first failed layer in order.
@@ -304,11 +304,8 @@ def map_layers(fn: Callable[[Layer], LayerResult], layers: Iterable[Layer], *, t
 
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[None]:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn and scipy's stack
-        yield
-        return
+    from threadpoolctl import threadpool_limits
+
     with threadpool_limits(limits=1, user_api="blas"):
         yield
 
