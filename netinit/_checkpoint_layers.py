@@ -56,6 +56,23 @@ def expert_name(name: str, e: int) -> str:
     return f"{head}.{e}.{last}" if head else f"{e}.{last}"
 
 
+def _fp8_block_size(qconfig: Any) -> int | None:
+    """The square block of FP8 scales a ``quantization_config`` declares: ``weight_block_size``
+    (``transformers``' fine-grained FP8) or a compressed-tensors group's ``weights.block_structure``."""
+    if not isinstance(qconfig, dict):
+        return None
+    sizes = [qconfig.get("weight_block_size")]
+    groups = qconfig.get("config_groups")
+    if isinstance(groups, dict):
+        sizes += [g.get("weights", {}).get("block_structure") for g in groups.values()
+                  if isinstance(g, dict) and isinstance(g.get("weights"), dict)]
+    for size in sizes:
+        if isinstance(size, (list, tuple)) and size and all(isinstance(b, int) and b > 0 for b in size) \
+                and len(set(size)) == 1:
+            return int(size[0])
+    return None
+
+
 def checkpoint_tensors(ckpt: Checkpoint, infos: list[TensorInfo]) -> list[tuple[TensorInfo, str | None, dict[str, Any]]]:
     """``(info, kind hint, extra)`` of every tensor of a checkpoint, stacks of experts expanded to one
     entry per expert and quantised weights described (:mod:`netinit.quant`)."""
@@ -63,8 +80,7 @@ def checkpoint_tensors(ckpt: Checkpoint, infos: list[TensorInfo]) -> list[tuple[
     by_name = {i.name: i for i in infos}
     model = getattr(ckpt, "model", None) or {}
     qconfig = model.get("quantization_config") or {}
-    block = qconfig.get("weight_block_size") if isinstance(qconfig, dict) else None
-    block_size = int(block[0]) if isinstance(block, (list, tuple)) and block and isinstance(block[0], int) else None
+    block_size = _fp8_block_size(qconfig)
     out: list[tuple[TensorInfo, str | None, dict[str, Any]]] = []
     for info in infos:
         hint = ckpt.kind_hint(info.name)

@@ -17,8 +17,10 @@ Dequantised here:
   ``(ceil(out/b), ceil(in/b))`` (block ``b``, 128 unless ``quantization_config.weight_block_size``
   says otherwise), ``W = q * s[i // b, j // b]``; or with ``weight_scale`` per tensor (a
   scalar), per output channel (``(out,)`` or ``(out, 1)``), ``W = q * s`` (compressed-tensors
-  ``float-quantized``, FBGEMM). A scale whose shape fits none of these is an error naming both
-  tensors.
+  ``float-quantized``, FBGEMM), per group of ``g`` inputs (``(out, in / g)``,
+  ``W[o, j] = q[o, j] * s[o, j // g]``) or per square block (``(ceil(out/b), ceil(in/b))`` as
+  for ``weight_scale_inv``, ``b`` from a compressed-tensors group's ``block_structure``, else
+  128). A scale whose shape fits none of these is an error naming both tensors.
 * **MXFP4** as gpt-oss stores its experts: ``*_blocks`` of shape ``(experts, out, G, 16)``
   (uint8, two FP4 E2M1 codes a byte, low nibble first) with ``*_scales`` ``(experts, out, G)``
   (E8M0 exponents, bias 127); expert ``e``'s weight is ``(out, 32 G)``,
@@ -196,8 +198,15 @@ def fp8_scheme(name: str, shape: tuple[int, ...], dtype: str, infos: Mapping[str
             return Quantized(f"{dtype} per tensor", direct, method="fp8")
         if n == out and (len(s) == 1 or s[1:] == (1,) * (len(s) - 1)):
             return Quantized(f"{dtype} per channel", direct, method="fp8")
+        if len(s) == 2 and s[0] == out and s[1] > 1 and inn % s[1] == 0:  # compressed-tensors "group"
+            g = inn // s[1]
+            return Quantized(f"{dtype} group {g}", direct, method="fp8", params=(("group", g),))
+        b = block_size or 128  # compressed-tensors "block": the config's block_structure, else 128 as above
+        if len(s) == 2 and s == (math.ceil(out / b), math.ceil(inn / b)):
+            return Quantized(f"{dtype} block {b}x{b}", direct, b, method="fp8")
         raise ShapeError(f"scale {direct!r} of shape {s} does not fit FP8 weight {name!r} of shape {shape} "
-                         f"(a scalar or one scale per output channel, {out})")
+                         f"(a scalar, one scale per output channel ({out}), per group ({out}, in / group) or per "
+                         f"block of {b}: {(math.ceil(out / b), math.ceil(inn / b))})")
     raise ShapeError(f"FP8 weight {name!r} has no scale ({inv!r} or {direct!r}) beside it")
 
 
@@ -220,7 +229,10 @@ def dequantize_fp8(bits: np.ndarray, dtype: str, scale: np.ndarray, q: Quantized
     shape = W.shape
     M = W.reshape(shape[0], -1)
     s = np.asarray(scale, dtype=np.float32)
-    if q.block:
+    group = dict(q.params).get("group")
+    if group:
+        M = M * np.repeat(s.reshape(M.shape[0], -1), group, axis=1)
+    elif q.block:
         b = q.block
         full = np.repeat(np.repeat(s, b, axis=0), b, axis=1)[: M.shape[0], : M.shape[1]]
         M = M * full

@@ -92,6 +92,46 @@ def test_fp8_layers_are_dequantised_and_scales_are_not_layers(fp8_file):
     assert table["layer"].tolist() == list(oracle)
 
 
+def test_fp8_group_and_block_weight_scales(tmp_path):
+    """compressed-tensors' float-quantized "group" (out, in / g) and "block" scales beside FP8 weights."""
+    gen = torch.Generator().manual_seed(5)
+    W1, W2 = torch.randn(24, 64, generator=gen), torch.randn(200, 300, generator=gen)
+    s1 = W1.reshape(24, 4, 16).abs().amax(-1) / 448  # groups of 16 inputs
+    q1 = (W1 / s1.repeat_interleave(16, 1)).to(torch.float8_e4m3fn)
+    q2, s2 = _block_fp8(W2)
+    save_file({"a.weight": q1, "a.weight_scale": s1, "b.weight": q2, "b.weight_scale": s2},
+              str(tmp_path / "g.safetensors"))
+    found, skipped = netinit.find_layers(load_checkpoint(tmp_path / "g.safetensors"))
+    assert [(layer.name, layer.quant.scheme) for layer in found] == [("a.weight", "float8_e4m3fn group 16"),
+                                                                    ("b.weight", "float8_e4m3fn block 128x128")]
+    oracle1 = np.array([[float(q1[o, j]) * float(s1[o, j // 16]) for j in range(64)] for o in range(24)])
+    np.testing.assert_allclose(found[0].matrix(), oracle1, rtol=1e-6, atol=0)
+    oracle2 = (q2.float() * s2.repeat_interleave(128, 0).repeat_interleave(128, 1)[:200, :300]).numpy()
+    np.testing.assert_allclose(found[1].matrix(), oracle2, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(found[0].matrix(), W1.numpy(), rtol=0.07, atol=1e-3)  # within e4m3's precision
+    assert {s.name for s in skipped} == {"a.weight_scale", "b.weight_scale"}
+
+
+def test_fp8_block_size_from_a_compressed_tensors_config(tmp_path):
+    import json
+
+    W = torch.randn(200, 300, generator=torch.Generator().manual_seed(6))
+    s = torch.stack([torch.stack([W[i:i + 100, j:j + 100].abs().max() / 448 for j in range(0, 300, 100)])
+                     for i in range(0, 200, 100)])
+    q = (W / s.repeat_interleave(100, 0).repeat_interleave(100, 1)).to(torch.float8_e4m3fn)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_file({"b.weight": q, "b.weight_scale": s}, str(folder / "model.safetensors"))
+    group = {"weights": {"num_bits": 8, "type": "float", "strategy": "block", "block_structure": [100, 100]},
+             "targets": ["Linear"]}
+    (folder / "config.json").write_text(json.dumps({"quantization_config": {
+        "quant_method": "compressed-tensors", "format": "float-quantized", "config_groups": {"group_0": group}}}))
+    (layer,), _ = netinit.find_layers(load_checkpoint(folder))
+    assert layer.quant.scheme == "float8_e4m3fn block 100x100"
+    np.testing.assert_allclose(layer.matrix(), (q.float() * s.repeat_interleave(100, 0).repeat_interleave(100, 1)).numpy(),
+                               rtol=1e-6, atol=0)
+
+
 def test_rewiring_a_quantised_layer_is_refused(fp8_file, tmp_path):
     path, _ = fp8_file
     with pytest.raises(DtypeError, match=r"layer 'l\.0\.fc1\.weight' is quantised \(float8_e4m3fn block 128x128\); "
