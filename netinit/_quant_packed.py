@@ -174,6 +174,8 @@ def describe_awq(name: str, infos: Mapping[str, TensorInfo], cfg: Mapping[str, A
         return f"AWQ int{bits}"
     if info.dtype != "int32" or len(info.shape) != 2:
         return f"AWQ, qweight of {info.dtype} {info.shape}"
+    if cfg.get("zero_point") is False:  # symmetric AWQ: no qzeros; a layout netinit has not verified
+        return "AWQ without zero points"
     n_in, n_out = info.shape[0], info.shape[1] * 8
     group_size = _int(cfg, "group_size", "q_group_size", default=128)
     gs, G = _groups(n_in, group_size)

@@ -39,7 +39,8 @@ Dequantised here:
 
 Recognised and skipped with the reason ``quantised (SCHEME): not supported``: MXFP4 tensors of
 another shape; GPTQ of 3 bits or another ``checkpoint_format`` (``marlin``, ...); AWQ of a
-``version`` other than ``gemm`` (``"quantised (AWQ gemv): not supported"``) or other bits;
+``version`` other than ``gemm`` (``"quantised (AWQ gemv): not supported"``), other bits or
+without zero points (``zero_point: false``);
 compressed-tensors formats other than the integer ones (``nvfp4-pack-quantized``, ...) or of
 bits other than 2, 4 and 8; packed integer weights in a file without a ``config.json`` that
 says how they were quantised.

@@ -143,6 +143,8 @@ def test_awq_gemm_matches_the_codes_it_was_packed_from(tmp_path):
 
 @pytest.mark.parametrize("qconfig, reason", [
     ({"quant_method": "awq", "bits": 4, "group_size": 64, "version": "gemv"}, "quantised (AWQ gemv): not supported"),
+    ({"quant_method": "awq", "bits": 4, "group_size": 64, "version": "gemm", "zero_point": False},
+     "quantised (AWQ without zero points): not supported"),
     ({"quant_method": "gptq", "bits": 3, "group_size": 64}, "quantised (GPTQ int3): not supported"),
     ({"quant_method": "gptq", "bits": 4, "group_size": 64, "checkpoint_format": "marlin"},
      "quantised (GPTQ marlin): not supported"),
