@@ -471,9 +471,9 @@ def analyze_layer(
     if device is None:  # one pass for the strengths, degrees and sums of squares of both tables
         sums = layer_sums(W)
         if not (math.isfinite(float(sums.in_strength.sum())) and math.isfinite(float(sums.in_sq.sum()))):
-            _check_finite(layer, W)  # NaN or inf, or finite sums beyond float64's range
+            layer.check_finite(W)  # NaN or inf, or finite sums beyond float64's range
     else:
-        _check_finite(layer, W)
+        layer.check_finite(W)
     Wd = W if device is None else _on_device(W, device)  # the metrics of the tables, through torch there
     with checked(W, Wd):  # validated once, above: the metrics need not scan it again
         place = {"block": layer.block, "role": layer.role, "expert": layer.expert}
@@ -506,14 +506,6 @@ def analyze_layer(
         else:
             s_in, s_out = _host(in_strength(Wd)), _host(out_strength(Wd))
         return LayerResult(layer.name, layer.kind, layer.n_out, layer.n_in, row, nt, s_in, s_out, null_in, null_out)
-
-
-def _check_finite(layer: Layer, W: np.ndarray) -> None:
-    """The check of :meth:`netinit.layers.Layer.matrix`, with its message."""
-    from netinit.validation import check_finite
-
-    where = f"{layer.source.path}: " if layer.source is not None else ""
-    check_finite(W, f"{where}layer {layer.name!r}")
 
 
 def _on_device(W: np.ndarray, device: str) -> Any:

@@ -241,9 +241,14 @@ class Layer:
             t = (t.float() if str(t.dtype) == "torch.bfloat16" else t).numpy()
         m = self.canonical(np.asarray(t))
         if check_finite:
-            where = f"{self.source.path}: " if self.source is not None else ""
-            validation.check_finite(m, f"{where}layer {self.name!r}")
+            self.check_finite(m)
         return m
+
+    def check_finite(self, m: Any) -> None:
+        """Raise :class:`~netinit.errors.NonFiniteError` naming the file and this layer where ``m``
+        (its matrix) holds NaN or infinity (the check of :meth:`matrix`)."""
+        where = f"{self.source.path}: " if self.source is not None else ""
+        validation.check_finite(m, f"{where}layer {self.name!r}")
 
     def from_matrix(self, m: Any) -> Any:
         """Inverse of :meth:`canonical`: the stored-shape tensor holding canonical matrix ``m``
