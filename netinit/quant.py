@@ -135,7 +135,7 @@ def quantised_weight(name: str, infos: Mapping[str, Any], config: Mapping[str, A
     if name.endswith(".qweight"):
         if method in ("gptq", "awq"):
             return (describe_gptq if method == "gptq" else describe_awq)(name, infos, cfg)
-        return "GPTQ/AWQ, no quantization_config in config.json" if not method else f"GPTQ/AWQ under {method}"
+        return "GPTQ/AWQ, no quantization_config in config.json or quantize_config.json" if not method else f"GPTQ/AWQ under {method}"
     if not (name.endswith(".weight") or name.endswith(".weight_packed")):
         return None
     stem = name[: name.rindex(".") + 1]

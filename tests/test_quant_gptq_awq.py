@@ -141,6 +141,69 @@ def test_awq_gemm_matches_the_codes_it_was_packed_from(tmp_path):
     assert not np.array_equal(_pack(np.arange(8)[None], 4, axis=1, order=AWQ_ORDER), _pack(np.arange(8)[None], 4, axis=1))
 
 
+def _side_folder(path, tensors, fname, settings, config=None):
+    """A folder whose quantiser wrote its settings to ``fname`` beside the weights (AutoGPTQ and
+    GPTQModel: quantize_config.json; AutoAWQ: quant_config.json), config.json without them."""
+    path.mkdir()
+    save_file(tensors, str(path / "model.safetensors"))
+    (path / "config.json").write_text(json.dumps(config if config is not None else {"model_type": "llama"}))
+    (path / fname).write_text(json.dumps(settings))
+    return path
+
+
+@pytest.mark.parametrize("settings", [
+    # AutoGPTQ 0.7 (no quant_method: the file name says GPTQ)
+    {"bits": 4, "group_size": 32, "damp_percent": 0.01, "desc_act": True, "static_groups": False, "sym": False,
+     "true_sequential": True, "model_name_or_path": None, "model_file_base_name": None},
+    # GPTQModel: quant_method and format written out
+    {"bits": 4, "group_size": 32, "desc_act": True, "sym": False, "quant_method": "gptq", "checkpoint_format": "gptq",
+     "meta": {"quantizer": ["gptqmodel:2.2.0"]}},
+])
+def test_gptq_settings_in_quantize_config_json(tmp_path, settings):
+    rng = np.random.default_rng(5)
+    W, t, oracle, _ = _gptq(rng, 24, 64, 4, 32, act_order=True)
+    path = _side_folder(tmp_path / "m", {f"model.layers.0.mlp.up_proj.{k}": v for k, v in t.items()},
+                        "quantize_config.json", settings)
+    ckpt = load_checkpoint(path)
+    assert ckpt.model["quantization"] == "gptq"
+    assert ckpt.model["quantization_config"]["source"] == "quantize_config.json"
+    (la,), _ = netinit.find_layers(ckpt)
+    assert la.quant.scheme == "GPTQ int4 group 32 act-order"
+    np.testing.assert_array_equal(la.matrix(), oracle)
+
+
+def test_awq_settings_in_quant_config_json(tmp_path):
+    rng = np.random.default_rng(6)
+    _, t, oracle, _ = _awq(rng, 16, 128, 64)
+    path = _side_folder(tmp_path / "m", {f"model.layers.0.mlp.up_proj.{k}": v for k, v in t.items()},
+                        "quant_config.json", {"zero_point": True, "q_group_size": 64, "w_bit": 4, "version": "GEMM"})
+    (la,), _ = netinit.find_layers(load_checkpoint(path))
+    assert la.quant.scheme == "AWQ int4 group 64"
+    np.testing.assert_array_equal(la.matrix(), oracle)
+
+
+def test_config_json_settings_win_over_a_side_file(tmp_path):
+    """config.json's quantization_config is what transformers loads by; a stale side file is ignored."""
+    _, t, oracle, _ = _gptq(np.random.default_rng(7), 16, 64, 4, 32)
+    path = _side_folder(tmp_path / "m", {f"l.{k}": v for k, v in t.items()}, "quantize_config.json",
+                        {"bits": 8, "group_size": 16},
+                        config={"quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 32}})
+    (la,), _ = netinit.find_layers(load_checkpoint(path))
+    assert la.quant.scheme == "GPTQ int4 group 32"
+    np.testing.assert_array_equal(la.matrix(), oracle)
+
+
+@pytest.mark.parametrize("text, match", [(b"{bits: 4", "malformed JSON"), (b"[4]", "not a JSON object"),
+                                         (b"\xff\xfe", "malformed JSON")])
+def test_bad_quantize_config_json_is_a_one_line_error(tmp_path, text, match):
+    _, t, _, _ = _gptq(np.random.default_rng(8), 16, 64, 4, 32)
+    path = _side_folder(tmp_path / "m", {f"l.{k}": v for k, v in t.items()}, "quantize_config.json", {})
+    (path / "quantize_config.json").write_bytes(text)
+    with pytest.raises(CorruptFileError, match=f"quantize_config.json: {match}") as exc:
+        load_checkpoint(path)
+    assert "\n" not in str(exc.value)
+
+
 @pytest.mark.parametrize("qconfig, reason", [
     ({"quant_method": "awq", "bits": 4, "group_size": 64, "version": "gemv"}, "quantised (AWQ gemv): not supported"),
     ({"quant_method": "awq", "bits": 4, "group_size": 64, "version": "gemm", "zero_point": False},
@@ -148,7 +211,7 @@ def test_awq_gemm_matches_the_codes_it_was_packed_from(tmp_path):
     ({"quant_method": "gptq", "bits": 3, "group_size": 64}, "quantised (GPTQ int3): not supported"),
     ({"quant_method": "gptq", "bits": 4, "group_size": 64, "checkpoint_format": "marlin"},
      "quantised (GPTQ marlin): not supported"),
-    (None, "quantised (GPTQ/AWQ, no quantization_config in config.json): not supported"),
+    (None, "quantised (GPTQ/AWQ, no quantization_config in config.json or quantize_config.json): not supported"),
 ])
 def test_schemes_netinit_cannot_read_are_skipped_by_name(tmp_path, qconfig, reason):
     _, t, _, _ = _awq(np.random.default_rng(3), 16, 64, 64)

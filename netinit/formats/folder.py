@@ -12,7 +12,8 @@ Three layouts are read, offline, as one checkpoint:
 
 The weights are read by their own format (safetensors, PyTorch, sharded), which
 :attr:`FolderCheckpoint.inner` is; the folder's ``config.json``, when present, is parsed into
-:attr:`FolderCheckpoint.config` and summarised by :meth:`FolderCheckpoint.model_info`
+:attr:`FolderCheckpoint.config` (its ``quantization_config`` taken from AutoGPTQ/GPTQModel's
+``quantize_config.json`` or AutoAWQ's ``quant_config.json`` where config.json has none) and summarised by :meth:`FolderCheckpoint.model_info`
 (model type, number of blocks, experts, quantization). The config may guide decisions about
 layouts; a config that contradicts the tensors (more or fewer blocks than it says, an expert
 stack of another size) is an error, never a guess.
@@ -40,6 +41,9 @@ __all__ = ["FolderCheckpoint", "FolderFormat", "resolve_folder", "FORMAT", "WEIG
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pt", "pytorch_model.pt")
 _INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 _MAX_CONFIG = 16 << 20
+#: settings files quantisers write beside the weights instead of config.json's
+#: ``quantization_config`` (AutoGPTQ and GPTQModel; AutoAWQ), with the method each implies
+QUANT_FILES = (("quantize_config.json", "gptq"), ("quant_config.json", "awq"))
 
 
 def _cache_model_folder(path: Path) -> bool:
@@ -82,18 +86,33 @@ def resolve_folder(path: Path) -> tuple[Path, Path]:
     raise FormatError(f"{folder}: a model folder without weights (no {', '.join(WEIGHT_FILES[:2])} or shard index)")
 
 
-def _read_config(folder: Path) -> dict[str, Any]:
-    p = folder / "config.json"
-    if not p.is_file():
-        return {}
+def _read_json(p: Path, what: str) -> dict[str, Any]:
     if p.stat().st_size > _MAX_CONFIG:
-        raise CorruptFileError(f"{p}: {p.stat().st_size} bytes, too large for a model config")
+        raise CorruptFileError(f"{p}: {p.stat().st_size} bytes, too large for {what}")
     try:
         config = json.loads(p.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptFileError(f"{p}: malformed JSON ({exc})") from None
     if not isinstance(config, dict):
         raise CorruptFileError(f"{p}: not a JSON object")
+    return config
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    """``config.json`` (empty without one), with the quantiser's own settings file as its
+    ``quantization_config`` when config.json has none (:data:`QUANT_FILES`)."""
+    p = folder / "config.json"
+    config = _read_json(p, "a model config") if p.is_file() else {}
+    text = config.get("text_config")
+    if isinstance(config.get("quantization_config"), dict) or \
+            (isinstance(text, dict) and isinstance(text.get("quantization_config"), dict)):
+        return config
+    for fname, method in QUANT_FILES:
+        q = folder / fname
+        if q.is_file():
+            quant = _read_json(q, "a quantisation config")
+            quant.setdefault("quant_method", method)
+            return {**config, "quantization_config": {**quant, "source": fname}}
     return config
 
 
