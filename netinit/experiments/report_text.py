@@ -14,7 +14,8 @@ random and trained weights):
     not significant (or significant the other way: ``the effect is reversed``), and the upper
     end X of the 90% t-interval of the paired difference (a one-sided 95% bound: the TOST bound)
     lies below the declared margin ``analysis.margin`` (or the claimed effect): effects as
-    large as the claim are excluded by the data;
+    large as the claim are excluded by the data (``any gain excluded (upper bound X)`` when X is
+    not positive);
 ``inconclusive``
     neither: the interval still holds effects of the declared size; always with fewer than
     :data:`MIN_SEEDS` seeds (a two-sided Wilcoxon test cannot reach 0.05 below 6, and a t-interval
@@ -74,8 +75,12 @@ def verdict(r: Any, alpha: float, metric: str = "test_acc", *, claimed: float | 
             return f"not reproduced: {what} excluded; a smaller gain is significant"
         return "reproduced"
     if target and target > 0 and bound < target:
-        what = ("effects above " if sign > 0 else "loss reductions beyond ") + pts_text(bound, metric).lstrip("+")
-        return ("not reproduced: the effect is reversed; " if sig else "not reproduced: ") + f"{what} excluded"
+        if bound <= 0:  # the bound excludes every gain: say so rather than "effects above -0.84 excluded"
+            what = ("any gain" if sign > 0 else "any loss reduction") + f" excluded (upper bound {pts_text(bound, metric)})"
+        else:
+            what = ("effects above " if sign > 0 else "loss reductions beyond ") + pts_text(bound, metric).lstrip("+") \
+                + " excluded"
+        return ("not reproduced: the effect is reversed; " if sig else "not reproduced: ") + what
     if sig:
         return "not reproduced: the effect is reversed"
     return "inconclusive"
@@ -206,6 +211,8 @@ def _relative_verdict(r: Any, lo: float, hi: float, claimed: float, alpha: float
     if r["p_wilcoxon_holm"] < alpha and r["mean_diff"] > 0:
         return "reproduced" if claimed <= hi else f"reproduced in direction, but effects above {100 * hi:+.1f}% excluded"
     if claimed > hi:
+        if hi <= 0:
+            return f"not reproduced: any gain excluded (upper bound {100 * hi:+.1f}%)"
         return f"not reproduced: effects above {100 * hi:+.1f}% excluded"
     return "inconclusive"
 
@@ -309,8 +316,10 @@ def structure_verdicts(at_init: pd.DataFrame, after: pd.DataFrame, *, alpha: flo
             elif sig and lower:
                 v = "reproduced"
             elif claim == "survives" and d0 > 0 and -x["diff_ci_low"] < d0:
+                most = -x["diff_ci_low"]  # the largest reduction the interval allows
                 v = (("not reproduced: the effect is reversed; " if sig else "not reproduced: ")
-                     + f"reductions above {-x['diff_ci_low']:.3g} excluded")
+                     + (f"reductions above {most:.3g} excluded" if most > 0
+                        else f"any reduction excluded (largest allowed {most:.3g})"))
             elif sig:
                 v = "not reproduced: the effect is reversed"
             else:

@@ -173,6 +173,15 @@ def test_verdicts_from_numbers():
     assert verdict(R(p_wilcoxon_holm=0.6, mean_diff=0.001, margin=0.01, diff_ci90_high=0.02), 0.05) == "inconclusive"
     assert verdict(R(p_wilcoxon_holm=0.01, mean_diff=-0.02, margin=0.0, diff_ci90_high=-0.01), 0.05) == \
         "not reproduced: the effect is reversed"
+    # a bound at or below zero excludes every gain: said so, not as "effects above -0.84 points"
+    assert verdict(R(p_wilcoxon_holm=0.01, mean_diff=-0.015, margin=0.005, diff_ci90_high=-0.0084), 0.05) == \
+        "not reproduced: the effect is reversed; any gain excluded (upper bound -0.84 points)"
+    assert verdict(R(p_wilcoxon_holm=0.3, mean_diff=-0.001, margin=0.005, diff_ci90_high=0.0), 0.05) == \
+        "not reproduced: any gain excluded (upper bound +0.00 points)"
+    assert verdict(R(p_wilcoxon_holm=0.3, mean_diff=0.001, margin=0.005, diff_ci90_high=0.0001), 0.05) == \
+        "not reproduced: effects above 0.01 points excluded"
+    assert verdict(R(p_wilcoxon_holm=0.01, mean_diff=-0.2, margin=0.1, diff_ci90_high=-0.05), 0.05, "test_loss") == \
+        "not reproduced: the effect is reversed; any loss reduction excluded (upper bound -0.05)"
 
 
 def test_regulariser_coefficients_in_the_grid(torch_one_thread, tmp_path):
@@ -244,3 +253,12 @@ def test_no_verdict_from_too_few_seeds():
 
     r = R(n=2, p_wilcoxon_holm=0.5, mean_diff=0.0, margin=0.01, diff_ci90_high=0.001)
     assert verdict(r, 0.05) == "inconclusive (fewer than 6 seeds)"
+
+
+def test_relative_verdict_of_a_bound_below_zero():
+    from netinit.experiments.report_text import _relative_verdict
+
+    row = {"n": 30, "p_wilcoxon_holm": 0.4, "mean_diff": -0.01}
+    assert _relative_verdict(row, -0.05, -0.012, 0.40, 0.05) == "not reproduced: any gain excluded (upper bound -1.2%)"
+    assert _relative_verdict(row, -0.05, 0.031, 0.40, 0.05) == "not reproduced: effects above +3.1% excluded"
+    assert _relative_verdict(row, -0.05, 0.5, 0.40, 0.05) == "inconclusive"

@@ -105,7 +105,7 @@ def _structure_row(**kw):
     ({"mean": 2.5, "mean_reference": 3.0, "diff_ci_low": -1.2, "diff_ci_high": 0.2, "p_wilcoxon_holm": 0.4},
      "inconclusive"),
     ({"mean": 3.5, "mean_reference": 3.0, "diff_ci_low": 0.2, "diff_ci_high": 0.8},
-     "not reproduced: the effect is reversed; reductions above -0.2 excluded"),
+     "not reproduced: the effect is reversed; any reduction excluded (largest allowed -0.2)"),
     ({"n": 2, "p_wilcoxon_holm": 0.5}, "inconclusive (fewer than 6 seeds)"),
 ])
 def test_structure_verdicts(trained, expected):
