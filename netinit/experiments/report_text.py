@@ -272,7 +272,7 @@ def verdicts_markdown(table: pd.DataFrame) -> str:
                      + (f" (relative {100 * rel:+.1f}%, 95% CI {100 * r.rel_ci_low:+.1f}% to "
                         f"{100 * r.rel_ci_high:+.1f}%)" if rel == rel and r.rel_ci_low == r.rel_ci_low else "")
                      + f", upper end of its 90% interval {100 * r.ci90_high:+.2f} points, {against} "
-                     f"{100 * r.margin:.2f} points, Holm-adjusted Wilcoxon p = {r.p_holm:.3f}.")
+                     f"{100 * r.margin:.2f} points, Holm-adjusted Wilcoxon {p_text(r.p_holm)}.")
     return "\n".join(lines)
 
 
