@@ -157,7 +157,8 @@ def test_unsupported_schemes_are_skipped_with_their_name(tmp_path):
     found, skipped = netinit.find_layers(load_checkpoint(tmp_path / "q.safetensors"))
     assert [layer.name for layer in found] == ["fc.weight"]
     reasons = {s.name: s.reason for s in skipped}
-    assert reasons["l.q_proj.qweight"] == "quantised (GPTQ/AWQ, no quantization_config in config.json or quantize_config.json): not supported"
+    assert reasons["l.q_proj.qweight"] == \
+        "quantised (GPTQ/AWQ, no quantization_config in config.json or quantize_config.json): not supported"
     assert reasons["e.gate_up_proj_blocks"] == "quantised (MXFP4): not supported"
     assert reasons["l.q_proj.scales"] == "GPTQ/AWQ quantisation parameter (quantisation parameter, not a weight)"
     assert reasons["e.gate_up_proj_scales"] == "MXFP4 scale (quantisation parameter, not a weight)"

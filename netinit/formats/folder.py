@@ -13,8 +13,9 @@ Three layouts are read, offline, as one checkpoint:
 The weights are read by their own format (safetensors, PyTorch, sharded), which
 :attr:`FolderCheckpoint.inner` is; the folder's ``config.json``, when present, is parsed into
 :attr:`FolderCheckpoint.config` (its ``quantization_config`` taken from AutoGPTQ/GPTQModel's
-``quantize_config.json`` or AutoAWQ's ``quant_config.json`` where config.json has none) and summarised by :meth:`FolderCheckpoint.model_info`
-(model type, number of blocks, experts, quantization). The config may guide decisions about
+``quantize_config.json`` or AutoAWQ's ``quant_config.json`` where config.json has none) and
+summarised by :meth:`FolderCheckpoint.model_info` (model type, number of blocks, experts,
+quantization). The config may guide decisions about
 layouts; a config that contradicts the tensors (more or fewer blocks than it says, an expert
 stack of another size) is an error, never a guess.
 
