@@ -117,7 +117,9 @@ def critical_difference(ranks: pd.Series, nemenyi: pd.DataFrame, *, cd: float, a
     import scikit_posthocs as sp
 
     order = list(order) if order is not None else sorted(ranks.index)
-    fig, (ax,) = _figure(width=7.0, height=0.6 + 0.3 * len(ranks))
+    # labels ("name (rank)") sit left and right of the rank axis: room for the longest keeps the axis wide
+    longest = max(len(str(m)) for m in ranks.index) + 6
+    fig, (ax,) = _figure(width=max(7.0, 3.5 + 2 * 0.085 * longest), height=0.6 + 0.3 * len(ranks))
     sp.critical_difference_diagram(ranks, nemenyi, ax=ax, alpha=alpha, color_palette=_palette(order))
     ax.set_title(title or f"average ranks (1 = best); bars join methods Nemenyi cannot separate "
                           f"at alpha = {alpha} (CD = {cd:.2f})", fontsize=9)
