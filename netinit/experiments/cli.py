@@ -19,6 +19,7 @@ from typing import Any
 
 from netinit.cliargs import err as _err
 from netinit.cliargs import positive_int, scheduler_address
+from netinit.experiments.config import OUTCOMES
 
 __all__ = [
     "add_experiment_commands",
@@ -71,8 +72,8 @@ def require_extras(*modules: str) -> None:
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run (or resume) the grid of a config file into a results folder."""
     require_extras("sklearn", "scipy", *(() if args.serial else ("distributed",)))
-    from netinit.experiments.config import config_hash, load_config, override
-    from netinit.experiments.runner import run_grid, run_path
+    from netinit.experiments.config import ConfigError, config_hash, load_config, override
+    from netinit.experiments.runner import check_folder, run_grid, run_path
 
     if not Path(args.config).exists():
         raise FileNotFoundError(f"{args.config}: no such file")
@@ -82,7 +83,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     changes = {}
     for item in args.set or []:
         if "=" not in item:
-            raise SystemExit(f"netinit experiment: --set expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         changes[k.strip()] = v.strip()
     if args.seeds is not None:
@@ -90,6 +91,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if changes:
         cfg = override(cfg, changes)
     if args.dry_run:
+        check_folder(args.output, cfg, args.allow_mixed)  # what the run would refuse, the dry run refuses
         chash = config_hash(cfg)
         plan = [(c.label, s) for s in cfg.grid.seed_list for c in cfg.grid.conditions()]
         done = sum(run_path(args.output, chash, lab, s).is_file() for lab, s in plan)
@@ -105,7 +107,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                    allow_mixed=args.allow_mixed, progress=_reporter(args.quiet))
     if not args.quiet:
         _err(f"netinit experiment: {res.summary()}")
-        _err(f"netinit experiment: next: netinit results {args.output} -o REPORT_DIR")
+        _err(f"netinit experiment: next: netinit results {args.output} -o {Path(args.output) / 'report'}")
     return 1 if res.errors else 0
 
 
@@ -140,7 +142,10 @@ def add_experiment_commands(subparsers: Any) -> list[argparse.ArgumentParser]:
     r.add_argument("a", metavar="RESULTS", help="results folder (holds experiment.json)")
     r.add_argument("-o", "--output", required=True, help="output folder for tables, figures and report.html")
     r.add_argument("--config-hash", help="results folder with several configs: which one")
-    r.add_argument("--metric", default="test_acc", help="outcome of the comparisons (default test_acc)")
+    r.add_argument("--metric", choices=OUTCOMES, default=None,
+                   help="outcome of the last-epoch and mean-over-epochs tables, the Friedman ranks, the figures "
+                        "and the first headline (default: the config's declared primary outcome, else test_acc); "
+                        "the primary and secondary tests always use the outcomes the config's [analysis] declares")
     r.add_argument("--no-plots", action="store_true", help="tables only")
     r.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     r.add_argument("--force", action="store_true", help="write into a folder that holds other files")
@@ -155,6 +160,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     from netinit.errors import NetinitError
     from netinit.experiments.report import compare_results
 
+    if not Path(args.a).exists():
+        raise NetinitError(f"{args.a}: no such folder")
     if not is_results_dir(args.a):
         raise NetinitError(f"{args.a}: not an experiment results folder (no experiment.json)")
     rep = compare_results(args.a, args.output, config_hash=args.config_hash, metric=args.metric,

@@ -57,7 +57,7 @@ from netinit._rng import as_generator
 from netinit.errors import DataError
 from netinit.formats.base import ZIP_ERRORS
 
-__all__ = ["Dataset", "load_dataset", "subsample", "DATASETS", "IMAGE_SHAPES", "FASHION_MNIST_DIR", "read_idx",
+__all__ = ["Dataset", "load_dataset", "check_dataset", "subsample", "DATASETS", "IMAGE_SHAPES", "FASHION_MNIST_DIR", "read_idx",
            "read_cifar_batch"]
 
 #: Where Debian's ``dataset-fashion-mnist`` installs the four gzipped IDX files (60k train, 10k test).
@@ -150,16 +150,7 @@ def load_dataset(
         return _to_torch(*_standardise(*_split(X, y, test_size, seed)))
     if key == "mnist1d":
         return _to_torch(*_mnist1d())
-    if path is None and key == "fashion_mnist":
-        if not (FASHION_MNIST_DIR / (_IDX_FILES["x_train"] + ".gz")).is_file() and not (
-                FASHION_MNIST_DIR / _IDX_FILES["x_train"]).is_file():
-            raise FileNotFoundError(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR}: run "
-                                    "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or pass path= "
-                                    "(data.path) to a folder of its four IDX files")
-        path = FASHION_MNIST_DIR
-    if path is None:
-        what = "the cifar-10-batches-py folder" if key == "cifar10" else "a folder of IDX files"
-        raise ValueError(f"dataset {name!r} needs path= ({what} or an .npz file)")
+    path = _data_path(key, name, path)
     if key == "cifar10":
         return _to_torch(*_standardise_channels(*_read_cifar(Path(path))))
     xtr, ytr, xte, yte = _read_mnist(Path(path))
@@ -167,6 +158,50 @@ def load_dataset(
     xte = xte.reshape(len(xte), -1).astype(np.float64) / 255.0
     mu, sd = xtr.mean(), xtr.std()
     return _to_torch((xtr - mu) / sd, ytr, (xte - mu) / sd, yte)
+
+
+def _data_path(key: str, name: str, path: str | os.PathLike | None) -> Path:
+    """The file or folder a file-backed data set is read from (Fashion-MNIST's default: Debian's)."""
+    if path is None and key == "fashion_mnist":
+        if not (FASHION_MNIST_DIR / (_IDX_FILES["x_train"] + ".gz")).is_file() and not (
+                FASHION_MNIST_DIR / _IDX_FILES["x_train"]).is_file():
+            raise FileNotFoundError(f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR}: run "
+                                    "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or pass path= "
+                                    "(data.path) to a folder of its four IDX files")
+        return FASHION_MNIST_DIR
+    if path is None:
+        what = "the cifar-10-batches-py folder" if key == "cifar10" else "a folder of IDX files"
+        raise ValueError(f"dataset {name!r} needs path= ({what} or an .npz file)")
+    return Path(path)
+
+
+def check_dataset(name: str, path: str | os.PathLike | None = None) -> None:
+    """Raise what :func:`load_dataset` would for an unknown data set or missing files, without
+    reading them (a grid checks this once, before its first run).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name``, or a file-backed data set without ``path``.
+    FileNotFoundError
+        ``path`` is missing or does not hold the expected files.
+    """
+    key = name.replace("-", "_").lower() if isinstance(name, str) else name
+    if key not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
+    if key in ("digits", "synthetic", "mnist1d"):
+        return
+    p = _data_path(key, name, path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    if p.is_file() and p.suffix == ".npz":
+        return
+    folder = p if p.is_dir() else p.parent
+    if key == "cifar10":
+        _cifar_folder(folder)
+    else:
+        for stem in _IDX_FILES.values():
+            _find_idx(folder, stem)
 
 
 def subsample(data: Dataset, n_train: int, *, n_test: int = 0, seed: int = 0) -> Dataset:
@@ -458,6 +493,17 @@ def _cifar_images(x: np.ndarray, where: str) -> np.ndarray:
     raise DataError(f"{where} must have shape (n, 3072), (n, 3, 32, 32) or (n, 32, 32, 3), got {x.shape}")
 
 
+def _cifar_folder(folder: Path) -> Path:
+    """The folder holding the CIFAR-10 python batches: ``folder`` or its ``cifar-10-batches-py``."""
+    if not (folder / _CIFAR_TEST).is_file() and (folder / _CIFAR_FOLDER).is_dir():
+        folder = folder / _CIFAR_FOLDER
+    missing = [f for f in (*_CIFAR_TRAIN, _CIFAR_TEST) if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: no {', '.join(missing)} (the CIFAR-10 python batches "
+                                f"{', '.join(_CIFAR_TRAIN)}, {_CIFAR_TEST} are expected there)")
+    return folder
+
+
 def _read_cifar(path: Path):
     """uint8 images ``(n, 3, 32, 32)`` and int64 labels of the train and test splits."""
     if not path.exists():
@@ -467,13 +513,7 @@ def _read_cifar(path: Path):
         xtr, xte = _cifar_images(xtr, f"{path}: x_train"), _cifar_images(xte, f"{path}: x_test")
         return (xtr, _cifar_labels(ytr, len(xtr), f"{path}: y_train"),
                 xte, _cifar_labels(yte, len(xte), f"{path}: y_test"))
-    folder = path if path.is_dir() else path.parent
-    if not (folder / _CIFAR_TEST).is_file() and (folder / _CIFAR_FOLDER).is_dir():
-        folder = folder / _CIFAR_FOLDER
-    missing = [f for f in (*_CIFAR_TRAIN, _CIFAR_TEST) if not (folder / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder}: no {', '.join(missing)} (the CIFAR-10 python batches "
-                                f"{', '.join(_CIFAR_TRAIN)}, {_CIFAR_TEST} are expected there)")
+    folder = _cifar_folder(path if path.is_dir() else path.parent)
     train = [read_cifar_batch(folder / f) for f in _CIFAR_TRAIN]
     xte, yte = read_cifar_batch(folder / _CIFAR_TEST)
     return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), xte, yte)

@@ -30,7 +30,9 @@ activation correlation at initialisation and at the end, per condition) and, for
 conditions, the dose table (penalty over task loss, change of the activation correlation),
 a Friedman test with Nemenyi post-hoc and critical difference over all conditions
 (:func:`netinit.experiments.stats.friedman_nemenyi`), and the seeds a paired t-test would need to detect each
-observed difference with 80% power (:func:`netinit.experiments.stats.seeds_needed`, the folder as a pilot).
+observed difference with 80% power (:func:`netinit.experiments.stats.seeds_needed`, the folder as a pilot):
+in the declared primary outcome (else the metric at the last epoch), at Holm's strictest level within
+the comparison's family (alpha over the family's size).
 
 A verdict is "significant" when the Holm-adjusted Wilcoxon p-value is below ``alpha``. Runs that
 diverged are listed and left out; a comparison uses the seeds where both of its conditions
@@ -172,13 +174,17 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
     for key in outcomes:
         conclusions += [sentence_text(r, outcomes[key][1], outcomes[key][2], alpha)
                         for r in tables[key].itertuples(index=False)]
-    tables["power"] = power_rows(final_v, tables["paired_final"]) if not tables["paired_final"].empty else pd.DataFrame()
+    # the power of the design's question: the declared primary outcome, at Holm's strictest level within
+    # each family (alpha / its size); without a declared primary outcome, the metric at the last epoch
+    pkey = "paired_primary" if not tables.get("paired_primary", pd.DataFrame()).empty else "paired_final"
+    tables["power"] = power_rows(outcomes[pkey][0], tables[pkey], outcomes[pkey][1], alpha) \
+        if not tables[pkey].empty else pd.DataFrame()
     for r in tables["power"].itertuples(index=False):
-        need = "no number of seeds (the pilot shows no difference)" if pd.isna(r.seeds_needed_80) else \
+        need = "no number of seeds (the observed mean difference is 0)" if pd.isna(r.seeds_needed_80) else \
             f"about {int(r.seeds_needed_80)} seeds"
-        conclusions.append(f"Power: detecting the observed final difference of {r.method} vs {r.reference} "
-                           f"(d_z = {r.dz:+.2f}) with 80% power at alpha = 0.05 takes {need}; "
-                           f"this folder has {r.pilot_seeds}.")
+        conclusions.append(f"Power ({r.outcome}): detecting the observed difference of {r.method} vs {r.reference} "
+                           f"(d_z = {r.dz:+.2f}) with 80% power at alpha = {r.alpha:.3g} (Holm's strictest level "
+                           f"in family {r.family}) takes {need}; this folder has {r.pilot_seeds}.")
     try:
         per_epoch = ep[ep["epoch"] >= 1][["method", "seed", "epoch", metric]].dropna()
         if "loss" in metric:
@@ -237,7 +243,7 @@ def analyse(cfg: ExperimentConfig, runs: pd.DataFrame, *, metric: str = "test_ac
 
 
 def compare_results(results_dir: str | os.PathLike, out_dir: str | os.PathLike, *, config_hash: str | None = None,
-                    metric: str = "test_acc", plots: bool = True, overwrite: bool = False) -> ResultsReport:
+                    metric: str | None = None, plots: bool = True, overwrite: bool = False) -> ResultsReport:
     """Statistics tables, figures and an HTML report of a results folder (``netinit results DIR``).
 
     Parameters
@@ -248,8 +254,9 @@ def compare_results(results_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         The report folder (created; an earlier report there is replaced).
     config_hash : str, optional
         Which config, when the folder holds several.
-    metric : str, default "test_acc"
-        Outcome of the comparisons.
+    metric : str, optional
+        Outcome of the last-epoch and mean-over-epochs tables, the ranks and the figures: by default
+        the config's declared primary outcome when the runs recorded it, else ``test_acc``.
     plots : bool, default True
         Draw the figures.
     overwrite : bool, default False
@@ -268,6 +275,9 @@ def compare_results(results_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     from netinit.experiments.runner import load_results
 
     cfg, runs = load_results(results_dir, config_hash=config_hash)
+    if metric is None:
+        primary = cfg.analysis.primary
+        metric = primary if primary and "measure" in runs and (runs["measure"] == primary).any() else "test_acc"
     rep = analyse(cfg, runs, metric=metric, figures=plots)
     write_report(rep, out_dir, overwrite=overwrite)
     return rep

@@ -57,7 +57,8 @@ _SECTIONS = (("paired_primary", "Paired comparisons: the declared primary outcom
              ("dose", "Regularisers: dose (penalty over task loss) and change of the activation correlation"),
              ("provenance", "Provenance: versions, threads and the Wilcoxon method"),
              ("relative_per_epoch", "Relative improvement over the baseline per epoch"),
-             ("power", "Seeds needed (this folder as a pilot)"), ("friedman_ranks", "Friedman average ranks"),
+             ("power", "Seeds needed for 80% power (this folder as a pilot, at Holm's strictest level per family)"),
+             ("friedman_ranks", "Friedman average ranks"),
              ("nemenyi", "Nemenyi post-hoc p-values"), ("summary", "Per-condition summary at the last epoch"),
              ("init_structure", "Network structure at initialisation (mean over seeds)"),
              ("failed_runs", "Runs that diverged"), ("pairing", "Pairing check"), ("runs", "All runs"))

@@ -246,15 +246,21 @@ def compare_table(values: pd.DataFrame, pairs: list[tuple], *, margin: float = 0
     return t[cols], notes
 
 
-def power_rows(values: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+def power_rows(values: pd.DataFrame, table: pd.DataFrame, outcome: str, alpha: float = 0.05) -> pd.DataFrame:
+    """Seeds a paired t-test needs to detect each comparison's observed difference (the folder as a
+    pilot) with 80% power at ``alpha / k``, Holm's strictest level in a family of ``k`` comparisons."""
     rows = []
-    for r in table.itertuples(index=False):
-        d = paired_differences(values[values["method"].isin([r.method, r.reference])], method=r.method,
-                               baseline=r.reference, value="value")["diff"].to_numpy()
+    fam = table["family"] if "family" in table else pd.Series("all", index=table.index)
+    size = fam.map(fam.value_counts())
+    for (_, r), f, k in zip(table.iterrows(), fam, size):
+        d = paired_differences(values[values["method"].isin([r["method"], r["reference"]])], method=r["method"],
+                               baseline=r["reference"], value="value")["diff"].to_numpy()
+        level = alpha / int(k)
         try:
-            need: Any = seeds_needed(d)
+            need: Any = seeds_needed(d, alpha=level)
         except StatsError:
             need = pd.NA
-        rows.append({"method": r.method, "reference": r.reference, "pilot_seeds": len(d),
-                     "mean_diff": float(d.mean()), "dz": r.dz, "seeds_needed_80": need})
+        rows.append({"method": r["method"], "reference": r["reference"], "outcome": outcome, "family": f,
+                     "alpha": level, "pilot_seeds": len(d), "mean_diff": float(d.mean()), "dz": r["dz"],
+                     "seeds_needed_80": need})
     return pd.DataFrame(rows).astype({"seeds_needed_80": "Int64"}) if rows else pd.DataFrame()

@@ -54,6 +54,7 @@ __all__ = [
     "Progress",
     "train_run",
     "run_grid",
+    "check_folder",
     "load_results",
     "read_manifest",
     "run_path",
@@ -146,7 +147,17 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
-def _prepare(results_dir: Path, cfg: ExperimentConfig, allow_mixed: bool) -> str:
+def check_folder(results_dir: str | os.PathLike, cfg: ExperimentConfig, allow_mixed: bool = False) -> dict[str, Any]:
+    """The manifest a grid of ``cfg`` would write into ``results_dir`` (nothing is written).
+
+    Raises
+    ------
+    OutputError
+        ``results_dir`` is a file, or a folder holding files that are not results.
+    ResultsFolderError
+        The folder holds runs of another config (and not ``allow_mixed``).
+    """
+    results_dir = Path(results_dir)
     chash = config_hash(cfg)
     new = config_to_dict(cfg)
     if results_dir.exists() and not results_dir.is_dir():
@@ -167,11 +178,16 @@ def _prepare(results_dir: Path, cfg: ExperimentConfig, allow_mixed: bool) -> str
                           "choose an empty or new folder for the results")
     else:
         manifest = {"format": FORMAT, "configs": {}}
-    results_dir.mkdir(parents=True, exist_ok=True)
     manifest["configs"][chash] = new
+    return manifest
+
+
+def _prepare(results_dir: Path, cfg: ExperimentConfig, allow_mixed: bool) -> str:
+    manifest = check_folder(results_dir, cfg, allow_mixed)
+    results_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(results_dir / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    return chash
+    return config_hash(cfg)
 
 
 def _execute(cfg_dict: dict[str, Any], label: str, seed: int, results_dir: str, threads: int) -> dict[str, Any]:
@@ -241,9 +257,20 @@ def run_grid(
         The folder holds runs of another config (and not ``allow_mixed``).
     OutputError
         The folder holds files that are not results.
+    FileNotFoundError, ConfigError
+        In this process or on a local cluster: the config's data set cannot be found
+        (:func:`netinit.experiments.datasets.check_dataset`), before anything is written.
     """
     t0 = time.perf_counter()
     results_dir = Path(results_dir)
+    if scheduler in (None, "local"):  # a remote cluster's workers may see data this machine does not
+        from netinit.experiments.config import ConfigError
+        from netinit.experiments.datasets import check_dataset
+
+        try:
+            check_dataset(cfg.data.name, cfg.data.path)
+        except ValueError as e:  # a data set that needs a path and has none: the config's [data] is wrong
+            raise ConfigError(f"[data]: {e}") from None
     chash = _prepare(results_dir, cfg, allow_mixed)
     labels = [c.label for c in cfg.grid.conditions()]
     plan = [(lab, s) for s in cfg.grid.seed_list for lab in labels]

@@ -295,3 +295,29 @@ def test_cifar_truncated_and_wrong_files(tmp_path):
     with pytest.raises(DataError, match=r"bad.npz: x_train must have shape \(n, 3072\), \(n, 3, 32, 32\) or "
                                         r"\(n, 32, 32, 3\), got \(2, 28, 28\)"):
         load_dataset("cifar10", path=tmp_path / "bad.npz")
+
+
+def test_check_dataset_finds_missing_files_without_reading(tmp_path, monkeypatch):
+    import netinit.experiments.datasets as ds
+    from netinit.experiments.datasets import check_dataset
+
+    check_dataset("digits")
+    check_dataset("mnist1d")
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        check_dataset("imagenet")
+    with pytest.raises(ValueError, match="needs path="):
+        check_dataset("mnist")
+    monkeypatch.setattr(ds, "FASHION_MNIST_DIR", tmp_path / "not-installed")
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        check_dataset("fashion-mnist")
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        check_dataset("mnist", tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"no train-images-idx3-ubyte or train-images-idx3-ubyte\.gz"):
+        check_dataset("mnist", tmp_path)
+    for stem in ds._IDX_FILES.values():
+        (tmp_path / (stem + ".gz")).write_bytes(b"not read")  # names only: the check never opens them
+    check_dataset("fashion_mnist", tmp_path)
+    (tmp_path / "d.npz").write_bytes(b"")
+    check_dataset("mnist", tmp_path / "d.npz")
+    with pytest.raises(FileNotFoundError, match="the CIFAR-10 python batches"):
+        check_dataset("cifar10", tmp_path)

@@ -105,3 +105,25 @@ def test_structure_change_from_checkpoints(tiny, tmp_path, torch_one_thread):
     run_grid(tiny(**{"grid.seeds": 1, "grid.methods": ["default"], "train.epochs": 1}), out)
     with pytest.raises(ResultsFolderError, match="no initial/final checkpoints"):
         structure_change(out)
+
+
+def test_power_is_computed_at_holms_strictest_level_of_each_family():
+    import numpy as np
+
+    from netinit.experiments.report_tables import power_rows
+    from netinit.experiments.stats import seeds_needed
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(0.5, 0.05, 12)
+    values = pd.DataFrame(
+        [{"method": "a", "seed": s, "value": base[s]} for s in range(12)]
+        + [{"method": m, "seed": s, "value": base[s] + shift + rng.normal(0, 0.02)}
+           for m, shift in (("b", 0.02), ("c", 0.01), ("d", 0.0)) for s in range(12)])
+    table = pd.DataFrame({"method": ["b", "c", "d"], "reference": ["a"] * 3, "family": ["q", "q", "solo"],
+                          "dz": [1.0, 0.5, 0.0]})
+    t = power_rows(values, table, "train_acc_running, epoch 1", alpha=0.05)
+    assert list(t["alpha"]) == pytest.approx([0.025, 0.025, 0.05])  # Holm's first step: alpha / family size
+    assert set(t["outcome"]) == {"train_acc_running, epoch 1"} and list(t["family"]) == ["q", "q", "solo"]
+    d_b = values[values.method == "b"]["value"].to_numpy() - base
+    assert t["seeds_needed_80"].iloc[0] == seeds_needed(d_b, alpha=0.025)
+    assert seeds_needed(d_b, alpha=0.025) > seeds_needed(d_b, alpha=0.05)  # the stricter level needs more seeds
