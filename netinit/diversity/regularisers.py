@@ -224,7 +224,10 @@ class Orthogonality(_Penalty):
 
     with ``W'`` the rows of ``W`` (shape ``(n_out, n_in)``) normalised to unit length, or ``W``
     itself with ``normalise=False`` (soft orthogonality, Bansal et al. 2018). 0 for orthonormal
-    rows; at least ``n_out (n_out - n_in) / n_in`` when ``n_out > n_in``.
+    rows; at least ``n_out (n_out - n_in) / n_in`` when ``n_out > n_in``. With normalised rows the
+    Gram diagonal is 1, so the penalty is exactly ``n (n - 1)`` times :class:`WeightCorrelation`
+    (``n`` the non-zero rows): the same penalty at another scale (a 32-row layer: 992x).
+    ``normalise=False`` also penalises the row norms, and is the distinct penalty.
 
     Parameters
     ----------

@@ -115,6 +115,15 @@ def test_weight_penalties_zero_on_orthogonal_rows_and_bounded_when_overcomplete(
     assert 0.0 < _f(WeightCorrelation()(W)) <= 1.0
 
 
+def test_normalised_orthogonality_is_weight_correlation_times_pairs():
+    """With unit rows the Gram diagonal is 1, so ||W'W'^T - I||^2 sums the n(n-1) squared cosines that
+    WeightCorrelation averages: the two differ only in scale (normalise=False is the distinct penalty)."""
+    W = torch.randn(32, 64, generator=_gen(8), dtype=torch.float64)
+    n = W.shape[0]
+    assert _f(Orthogonality()(W)) == pytest.approx(n * (n - 1) * _f(WeightCorrelation()(W)), rel=1e-12)
+    assert _f(Orthogonality(normalise=False)(W)) != pytest.approx(n * (n - 1) * _f(WeightCorrelation()(W)), rel=1e-3)
+
+
 @pytest.mark.parametrize(
     "kind,epochs,expected",
     [
