@@ -7,10 +7,12 @@ table per outcome, the figures, every comparison in words and every table in one
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +148,7 @@ def write_report(rep: ResultsReport, out_dir: str | os.PathLike, *, overwrite: b
     from netinit._io import atomic_path, prepare_output_dir
 
     out = prepare_output_dir(out_dir, owned=REPORT_FILES, overwrite=overwrite)
+    earlier = _earlier_files(out)
     (out / "tables").mkdir(exist_ok=True)
     files: list[Path] = []
     for key, df in rep.tables.items():
@@ -160,10 +163,25 @@ def write_report(rep: ResultsReport, out_dir: str | os.PathLike, *, overwrite: b
                 fig.savefig(tmp, format="png", bbox_inches="tight")
             files.append(out / "figures" / f"{key}.png")
             figs[key] = f"figures/{key}.png"
+    written = sorted(f.relative_to(out).as_posix() for f in files)
     with atomic_path(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(rep.summary(), indent=2, default=str), encoding="utf-8")
+        tmp.write_text(json.dumps({**rep.summary(), "files": written}, indent=2, default=str), encoding="utf-8")
     with atomic_path(out / "report.html") as tmp:
         tmp.write_text(_html(rep, figs), encoding="utf-8")
     files += [out / "summary.json", out / "report.html"]
+    for rel in earlier - set(written):  # a table or figure of the earlier report this one does not have
+        with contextlib.suppress(FileNotFoundError):
+            (out / rel).unlink()
     rep.files = files
     return files
+
+
+def _earlier_files(out: Path) -> set[str]:
+    """The tables and figures an earlier report in ``out`` listed in its summary.json (none when it
+    has no list): the ones this report does not write again are removed, nothing else."""
+    try:
+        listed = json.loads((out / "summary.json").read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    ok = re.compile(r"(tables/[\w.-]+\.csv|figures/[\w.-]+\.png)")
+    return {f for f in listed if isinstance(f, str) and ok.fullmatch(f)} if isinstance(listed, list) else set()

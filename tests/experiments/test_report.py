@@ -47,8 +47,14 @@ def test_compare_results_writes_tables_figures_and_report(tiny_results, tmp_path
     last = runs[(runs["measure"] == "test_acc") & (runs["epoch"] == cfg.train.epochs)]
     ref = paired_comparison(last[last["method"].isin(["default", "default+pa"])], baseline="default", value="value")
     assert final.set_index("method").loc["default+pa", "mean_diff"] == pytest.approx(ref["mean_diff"].iloc[0])
-    # a second report into the same folder replaces the first
+    # a second report into the same folder replaces the first: the figures it does not draw go, a
+    # file the reports never listed stays
+    assert sorted(json.loads((out / "summary.json").read_text())["files"]) == sorted(
+        f.relative_to(out).as_posix() for f in rep.files if f.parent.name in ("tables", "figures"))
+    (out / "figures" / "mine.png").write_bytes(b"a user's file")
     compare_results(results, out, plots=False)
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["mine.png"]
+    assert "figures/" not in (out / "report.html").read_text()
 
 
 def test_one_seed_gives_a_message_not_nan(tiny, tmp_path, torch_one_thread):
