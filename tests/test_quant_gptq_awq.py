@@ -296,3 +296,36 @@ def test_analyze_reports_the_scheme(tmp_path):
     table = netinit.analyze(path).layers
     assert table[["layer", "quantization", "dtype"]].values.tolist() == [
         ["model.layers.0.mlp.gate_proj.qweight", "GPTQ int4 group 32", "int4"]]
+
+
+def test_fuzzed_settings_files_give_layers_skips_or_one_line_errors(tmp_path):
+    """Seeded random values of every key a GPTQ/AWQ settings file may hold: a layer whose matrix
+    reads, a skip, or a one-line netinit error; never another exception."""
+    import random
+
+    from netinit.errors import NetinitError
+
+    values = [None, True, False, 0, -1, 1, 3, 4, 8, 32, 128, 10**12, 1.5, "4", "gptq", "gptq_v2", "marlin",
+              "GEMM", "gemv", [], {}, [4], ""]
+    keys = ["bits", "w_bit", "group_size", "q_group_size", "desc_act", "sym", "checkpoint_format", "format",
+            "quant_method", "version", "zero_point"]
+    draw = random.Random(11)
+    outcomes = set()
+    for i in range(40):
+        rng = np.random.default_rng(i)
+        gptq = i % 2 == 1
+        t = (_gptq(rng, 16, 64, 4, 32) if gptq else _awq(rng, 16, 64, 32))[1]
+        settings = {k: draw.choice(values) for k in draw.sample(keys, draw.randint(0, 6))}
+        path = _side_folder(tmp_path / f"m{i}", {f"model.layers.0.mlp.up_proj.{k}": v for k, v in t.items()}
+                            | {"lm_head.weight": np.ones((4, 16), np.float32)},
+                            "quantize_config.json" if gptq else "quant_config.json", settings)
+        try:
+            found, skipped = netinit.find_layers(load_checkpoint(path))
+        except NetinitError as exc:
+            assert "\n" not in str(exc)
+            outcomes.add("error")
+            continue
+        for la in found:
+            assert la.matrix().shape == la.matrix_shape
+        outcomes.add("read" if len(found) > 1 else "skipped")
+    assert outcomes >= {"read", "skipped", "error"}  # the draws reach every outcome
