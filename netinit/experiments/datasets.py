@@ -57,8 +57,8 @@ from netinit._rng import as_generator
 from netinit.errors import DataError
 from netinit.formats.base import ZIP_ERRORS
 
-__all__ = ["Dataset", "load_dataset", "check_dataset", "subsample", "DATASETS", "IMAGE_SHAPES", "FASHION_MNIST_DIR", "read_idx",
-           "read_cifar_batch"]
+__all__ = ["Dataset", "load_dataset", "check_dataset", "subsample", "DATASETS", "IMAGE_SHAPES", "FASHION_MNIST_DIR",
+           "read_idx", "read_cifar_batch"]
 
 #: Where Debian's ``dataset-fashion-mnist`` installs the four gzipped IDX files (60k train, 10k test).
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -134,9 +134,7 @@ def load_dataset(
     >>> tuple(d.X_train.shape), tuple(d.X_test.shape), d.y_train.dtype
     ((1347, 64), (450, 64), torch.int64)
     """
-    key = name.replace("-", "_").lower() if isinstance(name, str) else name
-    if key not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
+    key = _dataset_key(name)
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must lie in (0, 1), got {test_size!r}")
     if key == "digits":
@@ -158,6 +156,14 @@ def load_dataset(
     xte = xte.reshape(len(xte), -1).astype(np.float64) / 255.0
     mu, sd = xtr.mean(), xtr.std()
     return _to_torch((xtr - mu) / sd, ytr, (xte - mu) / sd, yte)
+
+
+def _dataset_key(name: str) -> str:
+    """The :data:`DATASETS` key of ``name`` (``"fashion-mnist"`` is ``"fashion_mnist"``)."""
+    key = name.replace("-", "_").lower() if isinstance(name, str) else name
+    if key not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
+    return key
 
 
 def _data_path(key: str, name: str, path: str | os.PathLike | None) -> Path:
@@ -186,9 +192,7 @@ def check_dataset(name: str, path: str | os.PathLike | None = None) -> None:
     FileNotFoundError
         ``path`` is missing or does not hold the expected files.
     """
-    key = name.replace("-", "_").lower() if isinstance(name, str) else name
-    if key not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
+    key = _dataset_key(name)
     if key in ("digits", "synthetic", "mnist1d"):
         return
     p = _data_path(key, name, path)

@@ -58,6 +58,16 @@ def _val(x: float, metric: str) -> str:
     return f"{100 * x:.2f}%" if "acc" in metric else f"{x:.4g}"
 
 
+def _excluded(bound: float, metric: str) -> str:
+    """What the one-sided 95% bound on a gain excludes: ``effects above 0.40 points excluded``, or
+    ``any gain excluded (upper bound -0.84 points)`` when the bound is not positive (losses: loss
+    reductions)."""
+    gain = "loss" not in metric
+    if bound <= 0:
+        return ("any gain" if gain else "any loss reduction") + f" excluded (upper bound {pts_text(bound, metric)})"
+    return ("effects above " if gain else "loss reductions beyond ") + pts_text(bound, metric).lstrip("+") + " excluded"
+
+
 def verdict(r: Any, alpha: float, metric: str = "test_acc", *, claimed: float | None = None) -> str:
     """``reproduced``, ``not reproduced: ...`` or ``inconclusive`` for one comparison row (module
     docstring); ``claimed`` (in the outcome's units, higher = better) replaces the row's margin, and
@@ -68,19 +78,12 @@ def verdict(r: Any, alpha: float, metric: str = "test_acc", *, claimed: float | 
     sig = r.p_wilcoxon_holm < alpha
     target = claimed if claimed is not None else getattr(r, "margin", 0.0)
     bound = getattr(r, "diff_ci90_high", float("nan"))
-    sign = -1.0 if "loss" in metric else 1.0
     if sig and r.mean_diff > 0:
         if claimed is not None and claimed > 0 and bound < claimed:  # a gain, but smaller than the claim
-            what = ("effects above " if sign > 0 else "loss reductions beyond ") + pts_text(bound, metric).lstrip("+")
-            return f"not reproduced: {what} excluded; a smaller gain is significant"
+            return f"not reproduced: {_excluded(bound, metric)}; a smaller gain is significant"
         return "reproduced"
     if target and target > 0 and bound < target:
-        if bound <= 0:  # the bound excludes every gain: say so rather than "effects above -0.84 excluded"
-            what = ("any gain" if sign > 0 else "any loss reduction") + f" excluded (upper bound {pts_text(bound, metric)})"
-        else:
-            what = ("effects above " if sign > 0 else "loss reductions beyond ") + pts_text(bound, metric).lstrip("+") \
-                + " excluded"
-        return ("not reproduced: the effect is reversed; " if sig else "not reproduced: ") + what
+        return ("not reproduced: the effect is reversed; " if sig else "not reproduced: ") + _excluded(bound, metric)
     if sig:
         return "not reproduced: the effect is reversed"
     return "inconclusive"
